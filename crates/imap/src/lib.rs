@@ -1,0 +1,11 @@
+//! Flagpost's IMAP side: connections over verified TLS (implicit or STARTTLS), the raw
+//! commands async-imap lacks (RFC 4314 ACL, `CAPABILITY` in server order), argument quoting that
+//! cannot be turned into a second command, and folder discovery.
+
+pub mod command;
+pub mod connect;
+pub mod folders;
+
+pub use command::{ImapArgError, quote};
+pub use connect::{ConnectError, ImapSettings, Session, TlsMode, login};
+pub use folders::{ListedFolder, list_folders, my_rights};

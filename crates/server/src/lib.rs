@@ -1,0 +1,207 @@
+//! The `flagpost` command line (contract §3): configuration, tracing, wiring and shutdown.
+
+pub mod check;
+pub mod config;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, LogFormat, Needs, RawConfig};
+
+/// Flagpost: a live, shared view of IMAP support mailboxes.
+#[derive(Debug, Parser)]
+#[command(name = "flagpost", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    config: RawConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Migrate the database, start the watchers, serve the API and dashboard until SIGTERM.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration, connect to PostgreSQL and IMAP, print capabilities, the
+    /// folders matched and whether the service account holds `a` on each.
+    Check,
+    /// Print the OpenAPI 3.1 document.
+    Openapi,
+    /// Manage integration tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Run a self-contained demo with a private PostgreSQL and Dovecot.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Create a token and print it once.
+    Create {
+        /// The IMAP user the token acts as.
+        #[arg(long)]
+        identity: String,
+        /// Comma-separated scopes: read, write, acl.
+        #[arg(long)]
+        scope: String,
+        /// A name to recognise the token by.
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (without secrets).
+    List,
+    /// Revoke a token at once.
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
+}
+
+/// Exit status for configuration errors (as sysexits' EX_USAGE would be too specific).
+const EXIT_CONFIG: u8 = 2;
+
+/// Runs the command line and returns the process's exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let needs = match &cli.command {
+        Command::Serve | Command::Check => Needs {
+            database: true,
+            imap: true,
+        },
+        Command::Migrate | Command::Token { .. } => Needs {
+            database: true,
+            imap: false,
+        },
+        Command::Openapi | Command::Demo => Needs::default(),
+    };
+    let config = match Config::from_raw(&cli.config, std::env::var("DATABASE_URL").ok(), needs) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Migrate => migrate(&config).await,
+            Command::Check => check::run(&config).await,
+            Command::Serve => serve(&config).await,
+            Command::Openapi | Command::Token { .. } | Command::Demo => {
+                eprintln!("error: this command is not available in this build yet");
+                Ok(ExitCode::from(EXIT_CONFIG))
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn connect_db(config: &Config) -> anyhow::Result<flagpost_store::PgPool> {
+    let url = config
+        .database_url
+        .as_ref()
+        .context("FLAGPOST_DATABASE_URL is not set")?;
+    flagpost_store::connect(url.expose(), Duration::from_secs(10))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to PostgreSQL at {}",
+                config::redact_url(url.expose())
+            )
+        })
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
+    let pool = connect_db(config).await?;
+    let applied = flagpost_store::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+    let total = flagpost_store::applied_versions(&pool).await?.len();
+    if applied.is_empty() {
+        println!("database is up to date ({total} migrations applied)");
+    } else {
+        println!(
+            "applied {} migration(s): {}; {total} in all",
+            applied.len(),
+            applied
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    pool.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
+    let pool = connect_db(config).await?;
+    flagpost_store::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(listen = %config.listen, "serving");
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    flagpost_api::serve(listener, pool.clone(), shutdown).await?;
+    pool.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
