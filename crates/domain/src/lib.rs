@@ -4,9 +4,11 @@
 //! flags (contract §1), RFC 4314 rights strings, and the modified UTF-7 folder-name encoding of
 //! RFC 3501 §5.1.3.
 
+pub mod envelope;
 pub mod mailbox_name;
 pub mod message;
 pub mod rights;
+pub mod sync;
 
 pub use mailbox_name::{decode_mailbox_name, encode_mailbox_name};
 pub use message::{Flags, Status};

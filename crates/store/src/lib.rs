@@ -1,5 +1,9 @@
 //! The only crate that speaks SQL: the connection pool, the migrations over the top-level
-//! `migrations/` folder, and (as the mirror grows) every query.
+//! `migrations/` folder, and every query of the mirror and the change feed.
+
+pub mod events;
+pub mod folders;
+pub mod messages;
 
 use std::time::Duration;
 
@@ -43,7 +47,7 @@ pub async fn applied_versions(pool: &PgPool) -> sqlx::Result<Vec<i64>> {
         .await
 }
 
-/// The server's version string (`SELECT version()`).
+/// The server's version (`SHOW server_version`).
 pub async fn server_version(pool: &PgPool) -> sqlx::Result<String> {
     sqlx::query_scalar("SHOW server_version")
         .fetch_one(pool)
