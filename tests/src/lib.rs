@@ -63,3 +63,121 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A message's flags as a comparable set (without `\Recent`).
+pub type FlagSet = std::collections::BTreeSet<String>;
+
+/// UID → flags of `mailbox` as `user` sees it on the server (read-only EXAMINE).
+pub async fn server_state(
+    dovecot: &Dovecot,
+    user: &str,
+    mailbox: &str,
+) -> Result<std::collections::BTreeMap<u32, FlagSet>> {
+    let mut c = dovecot.client(user).await?;
+    let r = c
+        .command_ok(&format!(
+            "EXAMINE {}",
+            flagpost_harness::imap_client::quote(&flagpost_domain::encode_mailbox_name(mailbox))?
+        ))
+        .await?;
+    let exists = r
+        .untagged
+        .iter()
+        .find_map(|l| {
+            l.strip_suffix(" EXISTS")
+                .and_then(|n| n.parse::<u32>().ok())
+        })
+        .unwrap_or(0);
+    let mut out = std::collections::BTreeMap::new();
+    if exists > 0 {
+        let r = c.command_ok("UID FETCH 1:* (UID FLAGS)").await?;
+        for line in r.untagged.iter().filter(|l| l.contains(" FETCH (")) {
+            let uid = line
+                .split("UID ")
+                .nth(1)
+                .and_then(|s| s.split([' ', ')']).next())
+                .and_then(|s| s.parse::<u32>().ok())
+                .ok_or_else(|| anyhow::anyhow!("no UID in {line}"))?;
+            let flags = line
+                .split("FLAGS (")
+                .nth(1)
+                .and_then(|s| s.split(')').next())
+                .unwrap_or("");
+            out.insert(uid, flag_set(flags.split_whitespace()));
+        }
+    }
+    c.logout().await;
+    Ok(out)
+}
+
+/// Normalises flags for comparison.
+pub fn flag_set<'a>(flags: impl IntoIterator<Item = &'a str>) -> FlagSet {
+    flagpost_domain::Flags::new(flags)
+        .as_slice()
+        .iter()
+        .cloned()
+        .collect()
+}
+
+/// UID → flags of the folder `imap_name` in the mirror.
+pub async fn mirror_state(
+    pool: &sqlx::PgPool,
+    imap_name: &str,
+) -> Result<std::collections::BTreeMap<u32, FlagSet>> {
+    let rows: Vec<(i64, Vec<String>)> = sqlx::query_as(
+        "SELECT m.uid, m.flags FROM messages m JOIN folders f ON f.id = m.folder_id
+         WHERE f.imap_name = $1 AND f.removed_at IS NULL AND m.uidvalidity = f.uidvalidity
+         ORDER BY m.uid",
+    )
+    .bind(imap_name)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(uid, flags)| (uid as u32, flag_set(flags.iter().map(String::as_str))))
+        .collect())
+}
+
+/// Waits until the mirror of `mailbox` (as `user` names it) equals the server's state.
+pub async fn wait_mirror_equal(
+    dovecot: &Dovecot,
+    pool: &sqlx::PgPool,
+    user: &str,
+    mailbox: &str,
+    timeout: Duration,
+) -> Result<std::collections::BTreeMap<u32, FlagSet>> {
+    let imap_name = flagpost_domain::encode_mailbox_name(mailbox);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let server = server_state(dovecot, user, mailbox).await?;
+        let mirror = mirror_state(pool, &imap_name).await?;
+        if server == mirror {
+            return Ok(mirror);
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "mirror of {mailbox} still differs after {timeout:?}\nserver: {server:?}\nmirror: {mirror:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A simple RFC 5322 message.
+pub fn message(subject: &str, from: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: support@example.org\r\nSubject: {subject}\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{}@example.org>\r\n\r\nHello.\r\n",
+        flagpost_harness_id()
+    )
+    .into_bytes()
+}
+
+fn flagpost_harness_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -93,3 +93,23 @@ fn right_letter(r: imap_proto::rfc4314::AclRight) -> char {
 fn is_nonexistent(a: &NameAttribute<'_>) -> bool {
     matches!(a, NameAttribute::Extension(e) if e.eq_ignore_ascii_case("\\NonExistent"))
 }
+
+/// `GETACL` (RFC 4314 §3.3): the folder's ACL as (identifier, rights) pairs, rights in canonical
+/// order. Needs the `a` right.
+pub async fn get_acl(
+    session: &mut Session,
+    imap_name: &str,
+) -> Result<Vec<(String, Rights)>, ConnectError> {
+    let arg = quote(imap_name).map_err(|e| ConnectError::Protocol(e.to_string()))?;
+    let mut entries = Vec::new();
+    run(session, &format!("GETACL {arg}"), |d| {
+        if let Response::Acl(acl) = d {
+            for e in &acl.acls {
+                let letters: String = e.rights.iter().map(|r| right_letter(*r)).collect();
+                entries.push((e.identifier.to_string(), Rights::from_server(&letters)));
+            }
+        }
+    })
+    .await?;
+    Ok(entries)
+}

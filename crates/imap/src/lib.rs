@@ -3,9 +3,14 @@
 //! cannot be turned into a second command, and folder discovery.
 
 pub mod command;
+pub mod conn;
 pub mod connect;
+pub mod fetch;
 pub mod folders;
+pub mod mirror;
+pub mod sync;
+pub mod watch;
 
 pub use command::{ImapArgError, quote};
 pub use connect::{ConnectError, ImapSettings, Session, TlsMode, login};
-pub use folders::{ListedFolder, list_folders, my_rights};
+pub use folders::{ListedFolder, get_acl, list_folders, my_rights};

@@ -78,6 +78,9 @@ pub struct RawConfig {
     /// IDLE connections at most [default: 8].
     #[arg(long, env = "FLAGPOST_IMAP_MAX_CONNECTIONS", global = true)]
     pub imap_max_connections: Option<String>,
+    /// Seconds between polls of folders watched without IDLE [default: 5].
+    #[arg(long, env = "FLAGPOST_IMAP_POLL_SECS", global = true)]
+    pub imap_poll_secs: Option<String>,
     /// Allow webhook URLs resolving to private addresses [default: false].
     #[arg(long, env = "FLAGPOST_WEBHOOK_ALLOW_PRIVATE", global = true)]
     pub webhook_allow_private: Option<String>,
@@ -179,6 +182,8 @@ pub struct Config {
     pub folder_poll: Duration,
     /// IDLE connection budget.
     pub imap_max_connections: usize,
+    /// Poll interval of folders without IDLE.
+    pub imap_poll: Duration,
     /// Whether webhooks may target private addresses.
     pub webhook_allow_private: bool,
     /// Per-attempt webhook timeout.
@@ -474,6 +479,7 @@ impl Config {
                 8,
                 1..=1000,
             )? as usize,
+            imap_poll: parse_secs("FLAGPOST_IMAP_POLL_SECS", &raw.imap_poll_secs, 5, 1..=3600)?,
             webhook_allow_private: parse_bool(
                 "FLAGPOST_WEBHOOK_ALLOW_PRIVATE",
                 &raw.webhook_allow_private,

@@ -186,8 +186,35 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down");
         signal.cancel();
     });
-    flagpost_api::serve(listener, pool.clone(), shutdown).await?;
+    let imap = config.imap.as_ref().context("IMAP settings are required")?;
+    let mirror_cfg = flagpost_imap::mirror::MirrorConfig {
+        ctx: flagpost_imap::watch::MirrorContext {
+            settings: imap.settings.clone(),
+            user: imap.user.clone(),
+            password: imap.password.expose().into(),
+            pool: pool.clone(),
+            poll_interval: config.imap_poll,
+            idle_check: Duration::from_secs(120),
+        },
+        patterns: config.folders.clone(),
+        folder_poll: config.folder_poll,
+        acl_poll: config.acl_poll,
+        max_idle: config.imap_max_connections,
+    };
+    let mirror = tokio::spawn(flagpost_imap::mirror::run_mirror(
+        mirror_cfg,
+        flagpost_imap::mirror::MirrorHandle::default(),
+        shutdown.clone(),
+    ));
+    let http = flagpost_api::serve(listener, pool.clone(), shutdown.clone()).await;
+    // The HTTP server only returns on shutdown (or a listener failure): stop the mirror too.
+    shutdown.cancel();
+    if let Err(e) = mirror.await {
+        tracing::error!(error = %e, "the mirror task failed");
+    }
+    http?;
     pool.close().await;
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,8 +1,10 @@
 //! End-to-end tests: one binary, real Dovecot, real PostgreSQL, the real `flagpost` command.
 
 mod check;
+mod feed;
 mod harness;
 mod migrate;
+mod mirror;
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -28,4 +30,82 @@ pub async fn run_flagpost(args: &[&str], envs: &[(&str, String)]) -> Result<Outp
     cmd.kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await??;
     Ok(out)
+}
+
+/// A running `flagpost serve`. Dropping it kills the process.
+#[derive(Debug)]
+pub struct Serve {
+    child: Option<tokio::process::Child>,
+    /// Its HTTP address.
+    pub addr: std::net::SocketAddr,
+    /// Its log (stderr), shared with a reader task.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Serve {
+    /// Starts `flagpost serve` with `envs` (plus a free listen port and JSON logs).
+    pub async fn start(envs: &[(&str, String)]) -> Result<Serve> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut cmd = tokio::process::Command::new(flagpost_bin());
+        cmd.arg("serve").env_clear();
+        if let Ok(path) = std::env::var("PATH") {
+            cmd.env("PATH", path);
+        }
+        cmd.env("FLAGPOST_LISTEN", addr.to_string())
+            .env("FLAGPOST_LOG_FORMAT", "json")
+            .env("FLAGPOST_LOG", "info,flagpost_imap=debug");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped");
+        let sink = log.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let serve = Serve {
+            child: Some(child),
+            addr,
+            log,
+        };
+        flagpost_e2e::eventually(
+            Duration::from_secs(30),
+            "flagpost serve to listen",
+            || async { Ok(tokio::net::TcpStream::connect(addr).await.ok().map(drop)) },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\nlog:\n{}", serve.log_text()))?;
+        Ok(serve)
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub async fn stop(mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("running");
+        if let Some(pid) = child.id() {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )?;
+        }
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await??;
+        Ok(status)
+    }
 }

@@ -1,0 +1,157 @@
+//! FETCH responses → domain values, and UID sets for commands.
+
+use flagpost_domain::Flags;
+use flagpost_domain::envelope::{
+    address_text, clean_text, decode_header_text, parse_header_date, parse_internaldate,
+};
+use flagpost_domain::sync::{Address, Envelope, FetchedMessage, FlagUpdate};
+use imap_proto::AttributeValue;
+
+/// The items fetched for a message Flagpost has not seen yet.
+pub const FULL_ITEMS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE";
+
+/// What one FETCH response carried.
+#[derive(Debug, Clone, Default)]
+pub struct FetchData {
+    /// UID (absent in some unsolicited FETCHes).
+    pub uid: Option<u32>,
+    /// FLAGS, if present.
+    pub flags: Option<Flags>,
+    /// MODSEQ, if present.
+    pub modseq: Option<u64>,
+    /// INTERNALDATE, raw.
+    pub internaldate: Option<String>,
+    /// RFC822.SIZE.
+    pub size: Option<u32>,
+    /// ENVELOPE, decoded.
+    pub envelope: Option<Envelope>,
+}
+
+impl FetchData {
+    /// Reads the attributes of one FETCH response.
+    pub fn from_attributes(attrs: &[AttributeValue<'_>]) -> FetchData {
+        let mut d = FetchData::default();
+        for a in attrs {
+            match a {
+                AttributeValue::Uid(u) => d.uid = Some(*u),
+                AttributeValue::Flags(f) => {
+                    d.flags = Some(Flags::new(f.iter().map(|s| s.to_string())))
+                }
+                AttributeValue::ModSeq(m) => d.modseq = Some(*m),
+                AttributeValue::InternalDate(s) => d.internaldate = Some(s.to_string()),
+                AttributeValue::Rfc822Size(s) => d.size = Some(*s),
+                AttributeValue::Envelope(e) => d.envelope = Some(convert_envelope(e)),
+                _ => {}
+            }
+        }
+        d
+    }
+
+    /// A full message, when every item of [`FULL_ITEMS`] is present. A missing or unparseable
+    /// INTERNALDATE falls back to the envelope's date, then to the Unix epoch, rather than
+    /// losing the message.
+    pub fn into_message(self) -> Option<FetchedMessage> {
+        let uid = self.uid?;
+        let flags = self.flags?;
+        let envelope = self.envelope.unwrap_or_default();
+        let received_at = self
+            .internaldate
+            .as_deref()
+            .and_then(parse_internaldate)
+            .or(envelope.date)
+            .unwrap_or_default();
+        Some(FetchedMessage {
+            uid,
+            flags,
+            modseq: self.modseq,
+            received_at,
+            size: u64::from(self.size.unwrap_or(0)),
+            envelope,
+        })
+    }
+
+    /// A flag update, when UID and FLAGS are present.
+    pub fn as_flag_update(&self) -> Option<FlagUpdate> {
+        Some(FlagUpdate {
+            uid: self.uid?,
+            flags: self.flags.clone()?,
+            modseq: self.modseq,
+        })
+    }
+}
+
+fn convert_envelope(e: &imap_proto::Envelope<'_>) -> Envelope {
+    let addr = |a: &imap_proto::Address<'_>| Address {
+        name: a
+            .name
+            .as_deref()
+            .map(decode_header_text)
+            .filter(|s| !s.is_empty()),
+        address: address_text(a.mailbox.as_deref(), a.host.as_deref()),
+    };
+    // Group syntax (RFC 3501 §7.4.2) appears as entries without a host: skip the markers.
+    let real = |a: &&imap_proto::Address<'_>| a.host.is_some() || a.mailbox.is_none();
+    Envelope {
+        message_id: e
+            .message_id
+            .as_deref()
+            .map(|m| clean_text(m, 998))
+            .filter(|s| !s.is_empty()),
+        subject: e.subject.as_deref().map(decode_header_text),
+        from: e
+            .from
+            .as_ref()
+            .and_then(|list| list.iter().find(real).map(addr)),
+        to: e
+            .to
+            .as_ref()
+            .map(|list| {
+                list.iter()
+                    .filter(real)
+                    .filter(|a| a.mailbox.is_some())
+                    .map(addr)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        date: e.date.as_deref().and_then(parse_header_date),
+    }
+}
+
+/// Formats UIDs as a compact IMAP sequence set (`1:3,7,9:10`). `uids` need not be sorted.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compact_ranges() {
+        assert_eq!(uid_set(&[]), "");
+        assert_eq!(uid_set(&[5]), "5");
+        assert_eq!(uid_set(&[3, 1, 2, 7, 9, 10, 10]), "1:3,7,9:10");
+    }
+}

@@ -1,0 +1,377 @@
+//! Bringing the mirror of the selected folder up to date with the server.
+//!
+//! Two ways, chosen by what the server and the stored checkpoint allow (RFC 7162 §3.1, §6):
+//! - **incremental**: with a stored HIGHESTMODSEQ, `UID FETCH 1:* (UID FLAGS MODSEQ)
+//!   (CHANGEDSINCE m [VANISHED])` returns only what changed, and with QRESYNC the expunged UIDs;
+//!   without QRESYNC expunges are found by comparing UID sets when the message count disagrees.
+//!   Cost grows with the number of changes, not with the folder's size.
+//! - **full scan**: first sync, no CONDSTORE, or a new UIDVALIDITY: `UID FETCH 1:* (UID FLAGS)`
+//!   compared with the mirror.
+//!
+//! Either way messages the mirror does not have are fetched in full in chunks, and the new
+//! checkpoint is written in the same transaction as the last changes, so a crash repeats work
+//! but never skips a change.
+
+use std::collections::{HashMap, HashSet};
+
+use flagpost_domain::Flags;
+use flagpost_domain::sync::{Checkpoint, FetchedMessage, FlagUpdate};
+use flagpost_store::PgPool;
+use flagpost_store::messages::{Applied, Changes};
+
+use crate::conn::Conn;
+use crate::connect::ConnectError;
+use crate::fetch::{FULL_ITEMS, FetchData, uid_set};
+
+/// How many messages are fetched in full per command (and written per transaction).
+const CHUNK: usize = 1000;
+
+/// A failure of a sync step.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The IMAP side failed; the connection must be dropped.
+    #[error(transparent)]
+    Imap(#[from] ConnectError),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// How a sync step ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    /// Only changes since the stored HIGHESTMODSEQ were fetched.
+    Incremental,
+    /// Every UID's flags were compared.
+    FullScan,
+}
+
+/// What a sync step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The way it ran.
+    pub kind: SyncKind,
+    /// Whether UIDVALIDITY had changed (the old generation was dropped).
+    pub reset: bool,
+    /// Messages fetched in full.
+    pub fetched_full: usize,
+    /// Flag/UID records read from the server (the cost of the step).
+    pub flag_records: usize,
+    /// Rows written.
+    pub applied: Applied,
+}
+
+/// Syncs the mirror of `folder_id` with the mailbox selected on `conn`.
+pub async fn sync_selected(
+    conn: &mut Conn,
+    pool: &PgPool,
+    folder_id: i64,
+) -> Result<SyncReport, SyncError> {
+    let sel = conn
+        .selected
+        .ok_or_else(|| ConnectError::Protocol("no mailbox selected".to_owned()))?;
+    let row = flagpost_store::folders::folder(pool, folder_id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let mut stored = row.checkpoint();
+    let mut reset = false;
+    let other_generation =
+        flagpost_store::messages::has_other_generation(pool, folder_id, sel.uidvalidity).await?;
+    if stored.is_some_and(|cp| cp.uidvalidity != sel.uidvalidity) || other_generation {
+        flagpost_store::messages::reset_folder(
+            pool,
+            folder_id,
+            stored.map(|cp| cp.uidvalidity),
+            sel.uidvalidity,
+        )
+        .await?;
+        stored = None;
+        reset = true;
+    }
+    let report = match stored {
+        Some(cp) if cp.highest_modseq.is_some() && sel.highest_modseq.is_some() => {
+            incremental(conn, pool, folder_id, cp).await?
+        }
+        _ => full_scan(conn, pool, folder_id).await?,
+    };
+    Ok(SyncReport { reset, ..report })
+}
+
+async fn incremental(
+    conn: &mut Conn,
+    pool: &PgPool,
+    folder_id: i64,
+    cp: Checkpoint,
+) -> Result<SyncReport, SyncError> {
+    let sel = conn.selected.expect("checked by caller");
+    let uv = sel.uidvalidity;
+    let since = cp.highest_modseq.expect("checked by caller");
+    let qresync = conn.caps.qresync;
+    let before = conn.take_noticed();
+    let mut changed: Vec<FetchData> = before.fetches;
+    let mut vanished: Vec<u32> = before.vanished;
+    let exists = before.exists.unwrap_or(sel.exists);
+    let mut raced = false;
+    if exists > 0 {
+        let cmd = if qresync {
+            format!("UID FETCH 1:* (UID FLAGS MODSEQ) (CHANGEDSINCE {since} VANISHED)")
+        } else {
+            format!("UID FETCH 1:* (UID FLAGS MODSEQ) (CHANGEDSINCE {since})")
+        };
+        conn.run(&cmd, |d| changed.push(d)).await?;
+        let after = conn.take_noticed();
+        changed.extend(after.fetches);
+        vanished.extend(after.vanished);
+        raced = after.changed;
+    } else {
+        // Empty now: whatever the mirror still has was expunged.
+        vanished.extend(
+            flagpost_store::messages::uid_flags(pool, folder_id, uv)
+                .await?
+                .into_iter()
+                .map(|(uid, _, _)| uid),
+        );
+    }
+    let flag_records = changed.len();
+    let max_modseq = changed
+        .iter()
+        .filter_map(|d| d.modseq)
+        .chain([since, sel.highest_modseq.unwrap_or(0)])
+        .max();
+
+    // Which of the changed UIDs the mirror lacks: fetch those in full.
+    let mut latest: HashMap<u32, FetchData> = HashMap::new();
+    for d in changed {
+        if let Some(uid) = d.uid {
+            latest.insert(uid, d);
+        }
+    }
+    let uids: Vec<u32> = latest.keys().copied().collect();
+    let known: HashSet<u32> = flagpost_store::messages::known_uids(pool, folder_id, uv, &uids)
+        .await?
+        .into_iter()
+        .collect();
+    let unknown: Vec<u32> = uids
+        .iter()
+        .copied()
+        .filter(|u| !known.contains(u))
+        .collect();
+    let mut fetched_full = 0;
+    let mut applied = Applied::default();
+    for chunk in sorted(unknown).chunks(CHUNK) {
+        let msgs = fetch_full(conn, chunk).await?;
+        fetched_full += msgs.len();
+        add(
+            &mut applied,
+            apply(
+                pool,
+                folder_id,
+                uv,
+                Changes {
+                    fetched: msgs,
+                    ..Changes::default()
+                },
+            )
+            .await?,
+        );
+    }
+    let flag_updates: Vec<FlagUpdate> = latest
+        .values()
+        .filter(|d| d.uid.is_some_and(|u| known.contains(&u)))
+        .filter_map(FetchData::as_flag_update)
+        .collect();
+
+    let mut removed = vanished;
+    if !qresync && exists > 0 {
+        // Without VANISHED, an expunge shows only as a count that disagrees.
+        let mirrored = flagpost_store::messages::count(pool, folder_id, uv).await?;
+        if mirrored != i64::from(exists) {
+            removed.extend(missing_on_server(conn, pool, folder_id, uv).await?);
+        }
+    }
+
+    let final_changes = Changes {
+        fetched: Vec::new(),
+        flag_updates,
+        removed,
+        checkpoint: Some(Checkpoint {
+            uidvalidity: uv,
+            highest_modseq: max_modseq,
+            uidnext: sel.uidnext,
+        }),
+    };
+    add(
+        &mut applied,
+        apply(pool, folder_id, uv, final_changes).await?,
+    );
+    if raced {
+        // Something changed while this step ran: make the watcher run another one.
+        conn.noticed.changed = true;
+    }
+    Ok(SyncReport {
+        kind: SyncKind::Incremental,
+        reset: false,
+        fetched_full,
+        flag_records,
+        applied,
+    })
+}
+
+async fn full_scan(
+    conn: &mut Conn,
+    pool: &PgPool,
+    folder_id: i64,
+) -> Result<SyncReport, SyncError> {
+    let sel = conn.selected.expect("checked by caller");
+    let uv = sel.uidvalidity;
+    let condstore = sel.highest_modseq.is_some();
+    let noticed = conn.take_noticed();
+    let exists = noticed.exists.unwrap_or(sel.exists);
+    let mut server: HashMap<u32, FetchData> = HashMap::new();
+    if exists > 0 {
+        let items = if condstore {
+            "(UID FLAGS MODSEQ)"
+        } else {
+            "(UID FLAGS)"
+        };
+        conn.run(&format!("UID FETCH 1:* {items}"), |d| {
+            if let Some(uid) = d.uid {
+                server.insert(uid, d);
+            }
+        })
+        .await?;
+    }
+    // News that raced with the scan stays noticed, so the watcher runs another step.
+    let flag_records = server.len();
+    let mirror: HashMap<u32, (Flags, Option<u64>)> =
+        flagpost_store::messages::uid_flags(pool, folder_id, uv)
+            .await?
+            .into_iter()
+            .map(|(uid, flags, modseq)| (uid, (flags, modseq)))
+            .collect();
+
+    let unknown: Vec<u32> = server
+        .keys()
+        .copied()
+        .filter(|u| !mirror.contains_key(u))
+        .collect();
+    let mut applied = Applied::default();
+    let mut fetched_full = 0;
+    for chunk in sorted(unknown).chunks(CHUNK) {
+        let msgs = fetch_full(conn, chunk).await?;
+        fetched_full += msgs.len();
+        add(
+            &mut applied,
+            apply(
+                pool,
+                folder_id,
+                uv,
+                Changes {
+                    fetched: msgs,
+                    ..Changes::default()
+                },
+            )
+            .await?,
+        );
+    }
+    let flag_updates: Vec<FlagUpdate> = server
+        .values()
+        .filter_map(|d| {
+            let (flags, modseq) = mirror.get(&d.uid?)?;
+            let u = d.as_flag_update()?;
+            (u.flags != *flags || (u.modseq.is_some() && u.modseq != *modseq)).then_some(u)
+        })
+        .collect();
+    let removed: Vec<u32> = mirror
+        .keys()
+        .copied()
+        .filter(|u| !server.contains_key(u))
+        .collect();
+    let max_modseq = server
+        .values()
+        .filter_map(|d| d.modseq)
+        .chain(sel.highest_modseq)
+        .max();
+    let final_changes = Changes {
+        fetched: Vec::new(),
+        flag_updates,
+        removed,
+        checkpoint: Some(Checkpoint {
+            uidvalidity: uv,
+            highest_modseq: if condstore { max_modseq } else { None },
+            uidnext: sel.uidnext,
+        }),
+    };
+    add(
+        &mut applied,
+        apply(pool, folder_id, uv, final_changes).await?,
+    );
+    Ok(SyncReport {
+        kind: SyncKind::FullScan,
+        reset: false,
+        fetched_full,
+        flag_records,
+        applied,
+    })
+}
+
+/// UIDs the mirror has but the server no longer does (`UID SEARCH ALL`; used without QRESYNC).
+async fn missing_on_server(
+    conn: &mut Conn,
+    pool: &PgPool,
+    folder_id: i64,
+    uv: u32,
+) -> Result<Vec<u32>, SyncError> {
+    let server: HashSet<u32> = conn.uid_search_all().await?.into_iter().collect();
+    Ok(flagpost_store::messages::uid_flags(pool, folder_id, uv)
+        .await?
+        .into_iter()
+        .map(|(uid, _, _)| uid)
+        .filter(|u| !server.contains(u))
+        .collect())
+}
+
+async fn fetch_full(conn: &mut Conn, uids: &[u32]) -> Result<Vec<FetchedMessage>, SyncError> {
+    let modseq = if conn.selected.is_some_and(|s| s.highest_modseq.is_some()) {
+        " MODSEQ"
+    } else {
+        ""
+    };
+    let mut out = Vec::with_capacity(uids.len());
+    let mut skipped = 0usize;
+    conn.run(
+        &format!("UID FETCH {} ({FULL_ITEMS}{modseq})", uid_set(uids)),
+        |d| match d.into_message() {
+            Some(m) => out.push(m),
+            None => skipped += 1,
+        },
+    )
+    .await?;
+    if skipped > 0 {
+        tracing::warn!(skipped, "FETCH responses without UID or FLAGS were skipped");
+    }
+    Ok(out)
+}
+
+async fn apply(
+    pool: &PgPool,
+    folder_id: i64,
+    uv: u32,
+    changes: Changes,
+) -> Result<Applied, SyncError> {
+    if changes.is_empty() {
+        return Ok(Applied::default());
+    }
+    Ok(flagpost_store::messages::apply_changes(pool, folder_id, uv, &changes).await?)
+}
+
+fn add(total: &mut Applied, a: Applied) {
+    total.added += a.added;
+    total.updated += a.updated;
+    total.removed += a.removed;
+}
+
+fn sorted(mut v: Vec<u32>) -> Vec<u32> {
+    v.sort_unstable();
+    v
+}
