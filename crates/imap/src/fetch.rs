@@ -80,24 +80,49 @@ impl FetchData {
     }
 }
 
+/// Undoes quoted-string escaping (RFC 3501 §4.3: `\"` and `\\`). imap-proto hands quoted
+/// strings over with their escapes intact, and literals without any, and does not say which it
+/// was; a literal holding a backslash before a quote or backslash is the (rare) casualty.
+pub fn unescape_quoted(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !raw.contains(&b'\\') {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'\\' && i + 1 < raw.len() && matches!(raw[i + 1], b'\\' | b'"') {
+            i += 1;
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// [`unescape_quoted`] for text.
+pub fn unescape_quoted_str(raw: &str) -> String {
+    String::from_utf8_lossy(&unescape_quoted(raw.as_bytes())).into_owned()
+}
+
 fn convert_envelope(e: &imap_proto::Envelope<'_>) -> Envelope {
+    let field = |f: &Option<std::borrow::Cow<'_, [u8]>>| {
+        f.as_deref().map(|b| unescape_quoted(b).into_owned())
+    };
     let addr = |a: &imap_proto::Address<'_>| Address {
-        name: a
-            .name
+        name: field(&a.name)
             .as_deref()
             .map(decode_header_text)
             .filter(|s| !s.is_empty()),
-        address: address_text(a.mailbox.as_deref(), a.host.as_deref()),
+        address: address_text(field(&a.mailbox).as_deref(), field(&a.host).as_deref()),
     };
     // Group syntax (RFC 3501 §7.4.2) appears as entries without a host: skip the markers.
     let real = |a: &&imap_proto::Address<'_>| a.host.is_some() || a.mailbox.is_none();
     Envelope {
-        message_id: e
-            .message_id
+        message_id: field(&e.message_id)
             .as_deref()
             .map(|m| clean_text(m, 998))
             .filter(|s| !s.is_empty()),
-        subject: e.subject.as_deref().map(decode_header_text),
+        subject: field(&e.subject).as_deref().map(decode_header_text),
         from: e
             .from
             .as_ref()
@@ -113,7 +138,7 @@ fn convert_envelope(e: &imap_proto::Envelope<'_>) -> Envelope {
                     .collect()
             })
             .unwrap_or_default(),
-        date: e.date.as_deref().and_then(parse_header_date),
+        date: field(&e.date).as_deref().and_then(parse_header_date),
     }
 }
 
@@ -147,6 +172,19 @@ pub fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_string_escapes_are_undone() {
+        let cases: [(&[u8], &[u8]); 4] = [
+            (b"plain", b"plain"),
+            (br#"He said \"hi\""#, br#"He said "hi""#),
+            (br"back\\slash", br"back\slash"),
+            (br"trailing\", br"trailing\"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(&*unescape_quoted(raw), want);
+        }
+    }
 
     #[test]
     fn uid_sets_are_compact_ranges() {

@@ -42,9 +42,13 @@ pub async fn list_folders(
             if unselectable || out.iter().any(|f| f.imap_name == *name) {
                 return;
             }
+            let name = crate::fetch::unescape_quoted_str(name);
+            if out.iter().any(|f| f.imap_name == name) {
+                return;
+            }
             out.push(ListedFolder {
-                imap_name: name.to_string(),
-                name: decode_mailbox_name(name).unwrap_or_else(|_| name.to_string()),
+                name: decode_mailbox_name(&name).unwrap_or_else(|_| name.clone()),
+                imap_name: name,
                 delimiter: delimiter.as_deref().map(str::to_owned),
             });
         })
@@ -106,7 +110,10 @@ pub async fn get_acl(
         if let Response::Acl(acl) = d {
             for e in &acl.acls {
                 let letters: String = e.rights.iter().map(|r| right_letter(*r)).collect();
-                entries.push((e.identifier.to_string(), Rights::from_server(&letters)));
+                entries.push((
+                    crate::fetch::unescape_quoted_str(&e.identifier),
+                    Rights::from_server(&letters),
+                ));
             }
         }
     })

@@ -464,3 +464,152 @@ async fn a_server_without_idle_is_mirrored_exactly_by_polling() {
         .collect();
     fallback_mirror(caps).await;
 }
+
+#[tokio::test]
+async fn folders_beyond_the_connection_budget_are_polled_and_still_mirrored() {
+    let dovecot = support_fixture().await.unwrap();
+    grant_alice(&dovecot).await;
+    let db = TestDatabase::create().await.unwrap();
+    let mut env = flagpost_env(&dovecot, &db);
+    env.push(("FLAGPOST_IMAP_MAX_CONNECTIONS", "1".to_owned()));
+    env.push(("FLAGPOST_IMAP_POLL_SECS", "1".to_owned()));
+    let serve = Serve::start(&env).await.unwrap();
+    let pool = pool(&db).await;
+    let states = || async {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT imap_name, sync_state FROM folders ORDER BY id")
+                .fetch_all(&pool)
+                .await?;
+        Ok::<_, anyhow::Error>(rows)
+    };
+    let got = flagpost_e2e::eventually(WAIT, "one live and one polled folder", || async {
+        let s = states().await?;
+        let live = s.iter().filter(|r| r.1 == "live").count();
+        let polling = s.iter().filter(|r| r.1 == "polling").count();
+        Ok((live == 1 && polling == 1).then_some(s))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
+    let polled = got.iter().find(|r| r.1 == "polling").unwrap().0.clone();
+    let owner_name = polled.trim_start_matches("shared/support/").to_owned();
+    let uid = dovecot
+        .append("alice", &polled, &message("polled", "p@example.org"))
+        .await
+        .unwrap();
+    wait_mirror_equal(&dovecot, &pool, SERVICE_USER, &polled, WAIT)
+        .await
+        .unwrap();
+    dovecot
+        .store("alice", &polled, uid, "+FLAGS (\\Answered)")
+        .await
+        .unwrap();
+    dovecot.expunge("support", &owner_name, uid).await.unwrap();
+    dovecot
+        .append("alice", &polled, &message("polled 2", "p@example.org"))
+        .await
+        .unwrap();
+    let state = wait_mirror_equal(&dovecot, &pool, SERVICE_USER, &polled, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(state.len(), 1);
+    assert!(serve.stop().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn hostile_mail_and_odd_folder_names_are_mirrored_without_killing_the_watcher() {
+    let dovecot = support_fixture().await.unwrap();
+    let odd = ["Café Crème", "with space", "R&D \"quoted\"", "日本語"];
+    for name in odd {
+        dovecot.create_folder("support", name).await.unwrap();
+        dovecot
+            .set_acl("support", name, SERVICE_USER, "lr")
+            .await
+            .unwrap();
+    }
+    let long_subject = "x".repeat(100 * 1024);
+    let hostile: Vec<Vec<u8>> = vec![
+        b"From: =?ISO-8859-1?Q?Andr=E9?= <andre@example.org>\r\nSubject: Caf\xe9 8-bit \xff\xfe\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <8bit@example.org>\r\n\r\nbody\r\n".to_vec(),
+        b"From: broken@example.org\r\nSubject: =?UTF-8?B?!!!?= and =?unknown?Q?x?= and =?UTF-8?Q?unterminated\r\n\r\nbody\r\n".to_vec(),
+        format!("From: long@example.org\r\nSubject: {long_subject}\r\n\r\nbody\r\n").into_bytes(),
+        b"Subject: no from, no date, no message-id\r\n\r\nbody\r\n".to_vec(),
+        b"\r\nno headers at all\r\n".to_vec(),
+        b"From: \"O'Brien, \\\"Pat\\\"\" <pat@example.org>\r\nSubject: He said \"hi\" \\ bye\r\n\r\nbody\r\n".to_vec(),
+        b"From: \"Evil\r\n Folded\" <evil@example.org>\r\nTo: undisclosed-recipients:;\r\nSubject: group syntax\r\nDate: yesterday at noon\r\n\r\nbody\r\n".to_vec(),
+    ];
+    for raw in &hostile {
+        dovecot.append("support", "Queue", raw).await.unwrap();
+        dovecot.append("support", odd[0], raw).await.unwrap();
+    }
+    let db = TestDatabase::create().await.unwrap();
+    let serve = Serve::start(&flagpost_env(&dovecot, &db)).await.unwrap();
+    let pool = pool(&db).await;
+    wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+        .unwrap();
+    for name in odd {
+        let mailbox = format!("shared/support/{name}");
+        wait_mirror_equal(&dovecot, &pool, SERVICE_USER, &mailbox, WAIT)
+            .await
+            .unwrap();
+        let shown: String = sqlx::query_scalar("SELECT name FROM folders WHERE imap_name = $1")
+            .bind(flagpost_domain::encode_mailbox_name(&mailbox))
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{mailbox}: {e}; log:\n{}", serve.log_text()));
+        assert_eq!(shown, mailbox, "the readable name is decoded");
+    }
+    let subjects: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT m.subject FROM messages m JOIN folders f ON f.id = m.folder_id WHERE f.imap_name = $1 ORDER BY m.uid",
+    )
+    .bind(QUEUE)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(subjects.len(), hostile.len());
+    let s0 = subjects[0].as_deref().unwrap();
+    assert!(s0.starts_with("Café 8-bit"), "{s0:?}");
+    let s1 = subjects[1].as_deref().unwrap();
+    assert!(
+        s1.contains("=?UTF-8?B?!!!?="),
+        "broken words stay literal: {s1:?}"
+    );
+    let s2 = subjects[2].as_deref().unwrap();
+    assert!(
+        s2.chars().count() <= 1001 && s2.ends_with('…'),
+        "{}",
+        s2.len()
+    );
+    for s in subjects.iter().flatten() {
+        assert!(!s.chars().any(char::is_control), "{s:?}");
+    }
+    let from: Option<String> = sqlx::query_scalar(
+        "SELECT m.from_name FROM messages m JOIN folders f ON f.id = m.folder_id WHERE f.imap_name = $1 ORDER BY m.uid LIMIT 1",
+    )
+    .bind(QUEUE)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(from.as_deref(), Some("André"));
+    let s6 = subjects[5].as_deref().unwrap();
+    assert_eq!(
+        s6, "He said \"hi\" \\ bye",
+        "quoted-string escapes are undone"
+    );
+
+    // The watcher is alive: a later change still arrives.
+    dovecot
+        .store("support", "Queue", 1, "+FLAGS (\\Flagged)")
+        .await
+        .unwrap();
+    wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
+        .await
+        .unwrap();
+    let errors: i64 = sqlx::query_scalar("SELECT count(*) FROM folders WHERE sync_state = 'error'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(errors, 0, "{}", serve.log_text());
+    assert!(serve.stop().await.unwrap().success());
+}
