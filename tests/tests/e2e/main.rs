@@ -5,6 +5,7 @@ mod feed;
 mod harness;
 mod migrate;
 mod mirror;
+mod model;
 
 use std::path::PathBuf;
 use std::process::Output;
