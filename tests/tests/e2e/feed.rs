@@ -142,3 +142,121 @@ async fn concurrent_writers_never_make_a_resuming_reader_miss_or_repeat_an_event
     }
     pool.close().await;
 }
+
+#[tokio::test]
+async fn twenty_folders_changing_at_once_reach_feed_readers_without_gaps_or_repeats() {
+    use flagpost_e2e::{SERVICE_USER, flagpost_env, message, support_fixture, wait_mirror_equal};
+
+    let dovecot = support_fixture().await.unwrap();
+    let folders: Vec<String> = (0..20).map(|i| format!("Team{i:02}")).collect();
+    for f in &folders {
+        dovecot.create_folder("support", f).await.unwrap();
+        dovecot
+            .set_acl("support", f, SERVICE_USER, "lr")
+            .await
+            .unwrap();
+    }
+    let db = TestDatabase::create().await.unwrap();
+    let mut env = flagpost_env(&dovecot, &db);
+    env.push(("FLAGPOST_FOLDERS", "shared/support/Team*".to_owned()));
+    env.push(("FLAGPOST_IMAP_MAX_CONNECTIONS", "20".to_owned()));
+    let serve = crate::Serve::start(&env).await.unwrap();
+    let pool = flagpost_store::connect(&db.url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    flagpost_e2e::eventually(Duration::from_secs(30), "20 live folders", || async {
+        let live: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM folders WHERE sync_state = 'live'")
+                .fetch_one(&pool)
+                .await?;
+        Ok((live == 20).then_some(()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
+
+    let done = tokio_util::sync::CancellationToken::new();
+    let mut readers = Vec::new();
+    for r in 0..4i64 {
+        let pool = pool.clone();
+        let done = done.clone();
+        readers.push(tokio::spawn(async move {
+            let max: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM events")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            let start = rand::rng().random_range(0..=max);
+            let (mut after, mut seen) = (start, Vec::new());
+            loop {
+                let finished = done.is_cancelled();
+                let page = list_events(&pool, after, 5 + r, None).await.unwrap();
+                if page.is_empty() {
+                    if finished {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                seen.extend(page.iter().map(|e| e.id));
+                after = page.last().unwrap().id;
+            }
+            (start, seen)
+        }));
+    }
+    let dovecot = std::sync::Arc::new(dovecot);
+    let mut writers = Vec::new();
+    for f in folders.clone() {
+        let dovecot = dovecot.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..6 {
+                let uid = dovecot
+                    .append(
+                        "support",
+                        &f,
+                        &message(&format!("{f} {i}"), "w@example.org"),
+                    )
+                    .await
+                    .unwrap();
+                if i % 2 == 0 {
+                    dovecot
+                        .store("support", &f, uid, "+FLAGS (\\Answered)")
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    for f in &folders {
+        wait_mirror_equal(
+            &dovecot,
+            &pool,
+            SERVICE_USER,
+            &format!("shared/support/{f}"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    }
+    done.cancel();
+    let all: Vec<i64> = sqlx::query_scalar("SELECT id FROM events ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let added: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'message.added'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(added, 120, "every append became one message.added");
+    for r in readers {
+        let (start, seen) = r.await.unwrap();
+        let expected: Vec<i64> = all.iter().copied().filter(|id| *id > start).collect();
+        assert_eq!(
+            seen, expected,
+            "a reader from {start} saw a different sequence"
+        );
+    }
+    assert!(serve.stop().await.unwrap().success());
+}
