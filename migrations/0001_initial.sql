@@ -94,8 +94,9 @@ CREATE TABLE events (
                         'folder.added', 'folder.removed', 'folder.reset',
                         'folder.acl_changed', 'folder.sync_changed')),
     at              TIMESTAMPTZ NOT NULL DEFAULT now(),
-    folder_id       BIGINT NOT NULL REFERENCES folders (id),
-    -- not a foreign key: a message's events outlive the message
+    -- no foreign keys: folders are never deleted (only marked removed), a message's events
+    -- outlive the message, and a per-row check would double the cost of a first sync
+    folder_id       BIGINT NOT NULL,
     message_id      BIGINT,
     data            JSONB NOT NULL DEFAULT '{}'
 );

@@ -66,6 +66,9 @@ pub struct Selected {
     pub highest_modseq: Option<u64>,
     /// EXISTS.
     pub exists: u32,
+    /// The HIGHESTMODSEQ given in a QRESYNC select whose UIDVALIDITY matched: the changes and
+    /// expunges since then came with the EXAMINE and wait in [`Conn::noticed`] (RFC 7162 §3.2.5).
+    pub qresync_since: Option<u64>,
 }
 
 /// Unsolicited news seen while running commands.
@@ -164,17 +167,26 @@ impl Conn {
     }
 
     /// `EXAMINE` (read-only, so watching never changes `\Recent` or anything else) with
-    /// CONDSTORE where offered.
-    pub async fn examine(&mut self, imap_name: &str) -> Result<Selected, ConnectError> {
+    /// CONDSTORE where offered; with QRESYNC and a known `(uidvalidity, modseq)` the server
+    /// reports what changed and vanished since then in the same round trip.
+    pub async fn examine(
+        &mut self,
+        imap_name: &str,
+        known: Option<(u32, u64)>,
+    ) -> Result<Selected, ConnectError> {
         let arg = quote(imap_name).map_err(|e| ConnectError::Protocol(e.to_string()))?;
-        let cmd = if self.caps.condstore && !self.caps.qresync {
-            format!("EXAMINE {arg} (CONDSTORE)")
-        } else {
-            format!("EXAMINE {arg}")
+        let qresync = known.filter(|_| self.caps.qresync);
+        let cmd = match qresync {
+            Some((uv, modseq)) => format!("EXAMINE {arg} (QRESYNC ({uv} {modseq}))"),
+            None if self.caps.condstore && !self.caps.qresync => {
+                format!("EXAMINE {arg} (CONDSTORE)")
+            }
+            None => format!("EXAMINE {arg}"),
         };
         self.selected = None;
         self.noticed = Noticed::default();
-        let other = self.run(&cmd, |_| {}).await?;
+        let mut fetches = Vec::new();
+        let other = self.run(&cmd, |d| fetches.push(d)).await?;
         let mut sel = Selected::default();
         let mut have_uidvalidity = false;
         for d in other {
@@ -195,10 +207,20 @@ impl Conn {
                 "EXAMINE {imap_name:?} returned no UIDVALIDITY"
             )));
         }
+        let vanished = std::mem::take(&mut self.noticed.vanished);
+        if let Some((uv, modseq)) = qresync
+            && uv == sel.uidvalidity
+        {
+            sel.qresync_since = Some(modseq);
+        }
         self.noticed = Noticed {
             exists: Some(sel.exists),
             ..Noticed::default()
         };
+        if sel.qresync_since.is_some() {
+            self.noticed.fetches = fetches;
+            self.noticed.vanished = vanished;
+        }
         self.selected = Some(sel);
         Ok(sel)
     }

@@ -333,7 +333,7 @@ async fn poll_one(
             return Ok(());
         }
     }
-    conn.examine(imap_name).await?;
+    crate::sync::examine_folder(conn, &ctx.pool, folder_id, imap_name).await?;
     sync_selected(conn, &ctx.pool, folder_id).await?;
     Ok(())
 }

@@ -24,7 +24,10 @@ use crate::connect::ConnectError;
 use crate::fetch::{FULL_ITEMS, FetchData, uid_set};
 
 /// How many messages are fetched in full per command (and written per transaction).
-const CHUNK: usize = 1000;
+const CHUNK: usize = 2500;
+
+/// After adding this many rows in one step, refresh the planner's statistics.
+const ANALYZE_AFTER: usize = 5000;
 
 /// A failure of a sync step.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +50,7 @@ pub enum SyncKind {
 }
 
 /// What a sync step did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncReport {
     /// The way it ran.
     pub kind: SyncKind,
@@ -59,6 +62,21 @@ pub struct SyncReport {
     pub flag_records: usize,
     /// Rows written.
     pub applied: Applied,
+}
+
+/// `EXAMINE`s the folder for a sync, handing the server the stored checkpoint so that with
+/// QRESYNC the changes since then arrive in the same round trip.
+pub async fn examine_folder(
+    conn: &mut Conn,
+    pool: &PgPool,
+    folder_id: i64,
+    imap_name: &str,
+) -> Result<crate::conn::Selected, SyncError> {
+    let known = flagpost_store::folders::folder(pool, folder_id)
+        .await?
+        .and_then(|row| row.checkpoint())
+        .and_then(|cp| Some((cp.uidvalidity, cp.highest_modseq?)));
+    Ok(conn.examine(imap_name, known).await?)
 }
 
 /// Syncs the mirror of `folder_id` with the mailbox selected on `conn`.
@@ -94,6 +112,9 @@ pub async fn sync_selected(
         }
         _ => full_scan(conn, pool, folder_id).await?,
     };
+    if report.applied.added >= ANALYZE_AFTER {
+        flagpost_store::messages::analyze(pool).await?;
+    }
     Ok(SyncReport { reset, ..report })
 }
 
@@ -112,7 +133,21 @@ async fn incremental(
     let mut vanished: Vec<u32> = before.vanished;
     let exists = before.exists.unwrap_or(sel.exists);
     let mut raced = false;
-    if exists > 0 {
+    // After a QRESYNC EXAMINE from this checkpoint, the changes came with it.
+    let already = sel.qresync_since == Some(since);
+    conn.selected = Some(crate::conn::Selected {
+        qresync_since: None,
+        ..sel
+    });
+    if exists == 0 {
+        // Empty now: whatever the mirror still has was expunged.
+        vanished.extend(
+            flagpost_store::messages::uid_flags(pool, folder_id, uv)
+                .await?
+                .into_iter()
+                .map(|(uid, _, _)| uid),
+        );
+    } else if !already {
         let cmd = if qresync {
             format!("UID FETCH 1:* (UID FLAGS MODSEQ) (CHANGEDSINCE {since} VANISHED)")
         } else {
@@ -123,14 +158,6 @@ async fn incremental(
         changed.extend(after.fetches);
         vanished.extend(after.vanished);
         raced = after.changed;
-    } else {
-        // Empty now: whatever the mirror still has was expunged.
-        vanished.extend(
-            flagpost_store::messages::uid_flags(pool, folder_id, uv)
-                .await?
-                .into_iter()
-                .map(|(uid, _, _)| uid),
-        );
     }
     let flag_records = changed.len();
     let max_modseq = changed
@@ -139,48 +166,17 @@ async fn incremental(
         .chain([since, sel.highest_modseq.unwrap_or(0)])
         .max();
 
-    // Which of the changed UIDs the mirror lacks: fetch those in full.
+    // Latest word per UID.
     let mut latest: HashMap<u32, FetchData> = HashMap::new();
     for d in changed {
         if let Some(uid) = d.uid {
             latest.insert(uid, d);
         }
     }
-    let uids: Vec<u32> = latest.keys().copied().collect();
-    let known: HashSet<u32> = flagpost_store::messages::known_uids(pool, folder_id, uv, &uids)
-        .await?
-        .into_iter()
-        .collect();
-    let unknown: Vec<u32> = uids
-        .iter()
-        .copied()
-        .filter(|u| !known.contains(u))
-        .collect();
-    let mut fetched_full = 0;
-    let mut applied = Applied::default();
-    for chunk in sorted(unknown).chunks(CHUNK) {
-        let msgs = fetch_full(conn, chunk).await?;
-        fetched_full += msgs.len();
-        add(
-            &mut applied,
-            apply(
-                pool,
-                folder_id,
-                uv,
-                Changes {
-                    fetched: msgs,
-                    ..Changes::default()
-                },
-            )
-            .await?,
-        );
-    }
     let flag_updates: Vec<FlagUpdate> = latest
         .values()
-        .filter(|d| d.uid.is_some_and(|u| known.contains(&u)))
         .filter_map(FetchData::as_flag_update)
         .collect();
-
     let mut removed = vanished;
     if !qresync && exists > 0 {
         // Without VANISHED, an expunge shows only as a count that disagrees.
@@ -190,20 +186,32 @@ async fn incremental(
         }
     }
 
-    let final_changes = Changes {
+    let checkpoint = Checkpoint {
+        uidvalidity: uv,
+        highest_modseq: max_modseq,
+        uidnext: sel.uidnext,
+    };
+    // One transaction in the common case; messages the mirror lacks (new ones) are fetched in
+    // full afterwards, and the checkpoint is written only once they are in.
+    let first = Changes {
         fetched: Vec::new(),
         flag_updates,
         removed,
-        checkpoint: Some(Checkpoint {
-            uidvalidity: uv,
-            highest_modseq: max_modseq,
-            uidnext: sel.uidnext,
-        }),
+        checkpoint: Some(checkpoint),
     };
-    add(
-        &mut applied,
-        apply(pool, folder_id, uv, final_changes).await?,
-    );
+    let mut applied = apply(pool, folder_id, uv, first).await?;
+    let mut fetched_full = 0;
+    if !applied.unknown.is_empty() {
+        let unknown = std::mem::take(&mut applied.unknown);
+        let (n, added) = fetch_new(conn, pool, folder_id, uv, unknown).await?;
+        fetched_full = n;
+        add(&mut applied, added);
+        let last = Changes {
+            checkpoint: Some(checkpoint),
+            ..Changes::default()
+        };
+        add(&mut applied, apply(pool, folder_id, uv, last).await?);
+    }
     if raced {
         // Something changed while this step ran: make the watcher run another one.
         conn.noticed.changed = true;
@@ -255,25 +263,7 @@ async fn full_scan(
         .copied()
         .filter(|u| !mirror.contains_key(u))
         .collect();
-    let mut applied = Applied::default();
-    let mut fetched_full = 0;
-    for chunk in sorted(unknown).chunks(CHUNK) {
-        let msgs = fetch_full(conn, chunk).await?;
-        fetched_full += msgs.len();
-        add(
-            &mut applied,
-            apply(
-                pool,
-                folder_id,
-                uv,
-                Changes {
-                    fetched: msgs,
-                    ..Changes::default()
-                },
-            )
-            .await?,
-        );
-    }
+    let (fetched_full, mut applied) = fetch_new(conn, pool, folder_id, uv, unknown).await?;
     let flag_updates: Vec<FlagUpdate> = server
         .values()
         .filter_map(|d| {
@@ -329,6 +319,61 @@ async fn missing_on_server(
         .map(|(uid, _, _)| uid)
         .filter(|u| !server.contains(u))
         .collect())
+}
+
+/// Fetches the messages `unknown` in full, in chunks, and writes each chunk while the next one
+/// is being fetched, so the IMAP server, the parsing and PostgreSQL work at the same time.
+/// No checkpoint is written here: a crash in between only repeats work.
+async fn fetch_new(
+    conn: &mut Conn,
+    pool: &PgPool,
+    folder_id: i64,
+    uv: u32,
+    unknown: Vec<u32>,
+) -> Result<(usize, Applied), SyncError> {
+    let mut applied = Applied::default();
+    let mut fetched = 0;
+    let mut writing: Option<tokio::task::JoinHandle<sqlx::Result<Applied>>> = None;
+    let (mut t_fetch, mut t_wait) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    for chunk in sorted(unknown).chunks(CHUNK) {
+        let t = std::time::Instant::now();
+        let msgs = fetch_full(conn, chunk).await?;
+        t_fetch += t.elapsed();
+        fetched += msgs.len();
+        let t = std::time::Instant::now();
+        if let Some(w) = writing.take() {
+            add(&mut applied, join(w).await?);
+        }
+        t_wait += t.elapsed();
+        let pool = pool.clone();
+        writing = Some(tokio::spawn(async move {
+            let changes = Changes {
+                fetched: msgs,
+                ..Changes::default()
+            };
+            flagpost_store::messages::apply_changes(&pool, folder_id, uv, &changes).await
+        }));
+    }
+    if let Some(w) = writing {
+        add(&mut applied, join(w).await?);
+    }
+    tracing::debug!(
+        folder.id = folder_id,
+        fetched,
+        fetch_ms = t_fetch.as_millis() as u64,
+        wait_for_db_ms = t_wait.as_millis() as u64,
+        "fetched new messages"
+    );
+    Ok((fetched, applied))
+}
+
+async fn join(w: tokio::task::JoinHandle<sqlx::Result<Applied>>) -> Result<Applied, SyncError> {
+    match w.await {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(SyncError::Db(sqlx::Error::Protocol(format!(
+            "writer task failed: {e}"
+        )))),
+    }
 }
 
 async fn fetch_full(conn: &mut Conn, uids: &[u32]) -> Result<Vec<FetchedMessage>, SyncError> {

@@ -154,7 +154,7 @@ async fn watch_once(
     backoff: &mut Backoff,
 ) -> Result<(), WatchError> {
     let mut conn = ctx.connect().await?;
-    conn.examine(imap_name).await?;
+    crate::sync::examine_folder(&mut conn, &ctx.pool, folder_id, imap_name).await?;
     let report = sync_selected(&mut conn, &ctx.pool, folder_id).await?;
     tracing::info!(folder.id = folder_id, kind = ?report.kind, reset = report.reset,
         fetched = report.fetched_full, flag_records = report.flag_records, added = report.applied.added,
@@ -187,7 +187,10 @@ async fn watch_once(
             true
         };
         if changed {
-            sync_selected(&mut conn, &ctx.pool, folder_id).await?;
+            let report = sync_selected(&mut conn, &ctx.pool, folder_id).await?;
+            tracing::debug!(folder.id = folder_id, kind = ?report.kind, flag_records = report.flag_records,
+                added = report.applied.added, updated = report.applied.updated,
+                removed = report.applied.removed, "folder resynced");
         }
     }
     conn.logout().await;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::{PgPool, Postgres, Transaction};
 
 /// The advisory lock key that orders event writers ("flagpost" in ASCII, truncated).
-const EVENT_WRITER_LOCK: i64 = 0x666c_6167_706f_7374;
+pub(crate) const EVENT_WRITER_LOCK: i64 = 0x666c_6167_706f_7374;
 
 /// The channel `NOTIFY` announces new events on; the payload is the highest new id.
 pub const EVENTS_CHANNEL: &str = "flagpost_events";
@@ -68,6 +68,27 @@ pub struct NewEvent {
     pub data: serde_json::Value,
 }
 
+/// Takes the event writers' lock for the rest of `tx`. Every transaction that appends events
+/// must hold it before it allocates the first id, and takes it before any row lock so that
+/// writers cannot deadlock. (Advisory locks are re-entrant: taking it twice is harmless.)
+pub async fn lock_event_writers(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(EVENT_WRITER_LOCK)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+/// Announces events up to `max_id` to listeners when `tx` commits.
+pub async fn notify(tx: &mut Transaction<'_, Postgres>, max_id: i64) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(EVENTS_CHANNEL)
+        .bind(max_id.to_string())
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
 /// Appends `events` in order inside `tx` (taking the writer lock) and notifies listeners on
 /// commit. Returns the new ids.
 pub async fn append_events(
@@ -77,16 +98,64 @@ pub async fn append_events(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(EVENT_WRITER_LOCK)
-        .execute(&mut **tx)
-        .await?;
+    lock_event_writers(tx).await?;
+    let ids = insert_events(tx, events).await?;
+    notify(tx, ids.iter().max().copied().unwrap_or_default()).await?;
+    Ok(ids)
+}
+
+/// Inserts `events` in order and announces the highest id (or `prior_max`, the highest id the
+/// transaction wrote otherwise) in the same round trip; the caller holds the writer lock.
+pub(crate) async fn insert_events_and_notify(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[NewEvent],
+    prior_max: Option<i64>,
+) -> sqlx::Result<()> {
+    if events.is_empty() {
+        if let Some(max) = prior_max {
+            notify(tx, max).await?;
+        }
+        return Ok(());
+    }
+    let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let folders: Vec<i64> = events.iter().map(|e| e.folder_id).collect();
+    let messages: Vec<Option<i64>> = events.iter().map(|e| e.message_id).collect();
+    let data: Vec<serde_json::Value> = events.iter().map(|e| e.data.clone()).collect();
+    sqlx::query(
+        "WITH e AS (
+             INSERT INTO events (type, folder_id, message_id, data)
+             SELECT t, f, m, d FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[])
+                  WITH ORDINALITY AS u(t, f, m, d, n)
+             ORDER BY n
+             RETURNING id
+         )
+         SELECT pg_notify($5, GREATEST((SELECT max(id) FROM e), $6)::text)",
+    )
+    .bind(&types)
+    .bind(&folders)
+    .bind(&messages)
+    .bind(&data)
+    .bind(EVENTS_CHANNEL)
+    .bind(prior_max)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+/// Inserts `events` in order; the caller holds the writer lock and notifies.
+pub(crate) async fn insert_events(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[NewEvent],
+) -> sqlx::Result<Vec<i64>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     let folders: Vec<i64> = events.iter().map(|e| e.folder_id).collect();
     let messages: Vec<Option<i64>> = events.iter().map(|e| e.message_id).collect();
     let data: Vec<serde_json::Value> = events.iter().map(|e| e.data.clone()).collect();
     // WITH ORDINALITY keeps the given order for the ids.
-    let ids: Vec<i64> = sqlx::query_scalar(
+    sqlx::query_scalar(
         "INSERT INTO events (type, folder_id, message_id, data)
          SELECT t, f, m, d FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[])
               WITH ORDINALITY AS u(t, f, m, d, n)
@@ -98,14 +167,7 @@ pub async fn append_events(
     .bind(&messages)
     .bind(&data)
     .fetch_all(&mut **tx)
-    .await?;
-    let max = ids.iter().max().copied().unwrap_or_default();
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(EVENTS_CHANNEL)
-        .bind(max.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(ids)
+    .await
 }
 
 /// A stored event.

@@ -61,6 +61,8 @@ pub async fn upsert_listed_folder(
     delimiter: Option<&str>,
 ) -> sqlx::Result<(FolderRow, bool)> {
     let mut tx = pool.begin().await?;
+    // Writers take the event lock first, before any row lock, so no two can deadlock.
+    crate::events::lock_event_writers(&mut tx).await?;
     let existing: Option<FolderRow> = sqlx::query_as(&format!(
         "SELECT {FOLDER_COLUMNS} FROM folders WHERE imap_name = $1 FOR UPDATE"
     ))
@@ -112,6 +114,8 @@ pub async fn upsert_listed_folder(
 /// dropped: they are no longer on the server for this account.
 pub async fn mark_folder_removed(pool: &PgPool, folder_id: i64) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
+    // Writers take the event lock first, before any row lock, so no two can deadlock.
+    crate::events::lock_event_writers(&mut tx).await?;
     let updated = sqlx::query(
         "UPDATE folders SET removed_at = now(), uidvalidity = NULL, highest_modseq = NULL, uidnext = NULL
          WHERE id = $1 AND removed_at IS NULL",
@@ -170,6 +174,8 @@ pub async fn set_sync_state(
     error: Option<&str>,
 ) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
+    // Writers take the event lock first, before any row lock, so no two can deadlock.
+    crate::events::lock_event_writers(&mut tx).await?;
     let changed = sqlx::query(
         "UPDATE folders SET sync_state = $2, sync_error = $3
          WHERE id = $1 AND (sync_state IS DISTINCT FROM $2 OR sync_error IS DISTINCT FROM $3)",
@@ -241,6 +247,8 @@ pub async fn replace_acl(
     service_rights: &str,
 ) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
+    // Writers take the event lock first, before any row lock, so no two can deadlock.
+    crate::events::lock_event_writers(&mut tx).await?;
     let (acl_known, old_service): (bool, Option<String>) =
         sqlx::query_as("SELECT acl_known, service_rights FROM folders WHERE id = $1 FOR UPDATE")
             .bind(folder_id)

@@ -20,6 +20,9 @@ pub async fn connect(url: &str, timeout: Duration) -> sqlx::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(timeout)
+        // A broken connection fails its query and is dropped then; pinging before every
+        // acquire would add a round trip to each of the mirror's many short queries.
+        .test_before_acquire(false)
         .connect_with(options.application_name("flagpost"))
         .await
 }

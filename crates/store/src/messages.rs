@@ -36,7 +36,7 @@ impl Changes {
 }
 
 /// What applying changes did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// Rows inserted.
     pub added: usize,
@@ -44,93 +44,9 @@ pub struct Applied {
     pub updated: usize,
     /// Rows removed.
     pub removed: usize,
-}
-
-/// A message row as the API and the events show it.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct MessageRow {
-    /// Opaque id.
-    pub id: i64,
-    /// Folder.
-    pub folder_id: i64,
-    /// UIDVALIDITY.
-    pub uidvalidity: i64,
-    /// UID.
-    pub uid: i64,
-    /// MODSEQ.
-    pub modseq: Option<i64>,
-    /// Flags, sorted.
-    pub flags: Vec<String>,
-    /// `Message-ID`.
-    pub message_id: Option<String>,
-    /// Subject.
-    pub subject: Option<String>,
-    /// From: name.
-    pub from_name: Option<String>,
-    /// From: address.
-    pub from_address: Option<String>,
-    /// To.
-    pub to_addresses: Value,
-    /// Date header.
-    pub date: Option<DateTime<Utc>>,
-    /// INTERNALDATE.
-    pub received_at: DateTime<Utc>,
-    /// Size.
-    pub size: i64,
-    /// First mirrored.
-    pub first_seen_at: DateTime<Utc>,
-    /// When `\Answered` was seen to be set (None: unknown or not answered).
-    pub answered_at: Option<DateTime<Utc>>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// Columns for [`MessageRow`].
-pub const MESSAGE_COLUMNS: &str = "id, folder_id, uidvalidity, uid, modseq, flags, message_id, subject, \
-     from_name, from_address, to_addresses, date, received_at, size, first_seen_at, answered_at, updated_at";
-
-impl MessageRow {
-    /// The contract's message JSON.
-    pub fn to_json(&self) -> Value {
-        let flags = Flags::new(self.flags.iter().cloned());
-        json!({
-            "id": self.id.to_string(),
-            "folder_id": self.folder_id.to_string(),
-            "uid": self.uid,
-            "message_id": self.message_id,
-            "subject": self.subject,
-            "from": { "name": self.from_name, "address": self.from_address },
-            "to": self.to_addresses,
-            "date": self.date,
-            "received_at": self.received_at,
-            "size": self.size,
-            "flags": flags.as_slice(),
-            "status": flags.status().as_str(),
-            "flagged": flags.flagged(),
-            "seen": flags.seen(),
-            "etag": self.etag(),
-            "first_seen_at": self.first_seen_at,
-            "answered_at": self.answered_at,
-            "updated_at": self.updated_at,
-        })
-    }
-
-    /// An entity tag that changes whenever the message's flags change: the MODSEQ where the
-    /// server has CONDSTORE, else a digest of the flags.
-    pub fn etag(&self) -> String {
-        match self.modseq {
-            Some(m) => format!("\"m{m}\""),
-            None => {
-                // FNV-1a over the sorted flags: stable across processes and versions.
-                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-                for b in self.flags.join(" ").bytes() {
-                    h ^= u64::from(b);
-                    h = h.wrapping_mul(0x0100_0000_01b3);
-                }
-                format!("\"f{h:016x}\"")
-            }
-        }
-    }
+    /// UIDs of flag updates the mirror does not have: fetch them in full. While any remain, the
+    /// checkpoint was not written.
+    pub unknown: Vec<u32>,
 }
 
 fn status_json(flags: &Flags) -> Value {
@@ -171,9 +87,18 @@ async fn apply_in(
     changes: &Changes,
 ) -> sqlx::Result<Applied> {
     let uv = i64::from(uidvalidity);
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
-        .fetch_one(&mut **tx)
-        .await?;
+    // The mirror can always be rebuilt from the server, and the checkpoint commits atomically
+    // with the changes: losing the last commits in a PostgreSQL crash only repeats a sync. So
+    // these transactions need not wait for the WAL flush.
+    // One round trip: the transaction's time, the event writers' lock (taken before any row
+    // lock, see `events`), and no wait for the WAL flush.
+    let (now,): (DateTime<Utc>,) = sqlx::query_as(
+        "SELECT now(), pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)",
+    )
+    .bind(crate::events::EVENT_WRITER_LOCK)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut max_event: Option<i64> = None;
 
     // Current state of every UID this step touches.
     let mut touched: Vec<i64> = changes.fetched.iter().map(|m| i64::from(m.uid)).collect();
@@ -229,19 +154,31 @@ async fn apply_in(
         let dates: Vec<Option<DateTime<Utc>>> = new.iter().map(|m| m.envelope.date).collect();
         let received: Vec<DateTime<Utc>> = new.iter().map(|m| m.received_at).collect();
         let sizes: Vec<i64> = new.iter().map(|m| m.size as i64).collect();
-        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-            "INSERT INTO messages (folder_id, uidvalidity, uid, modseq, flags, message_id, subject,
-                 from_name, from_address, to_addresses, date, received_at, size,
-                 first_seen_at, updated_at)
-             SELECT $1, $2, u.uid, u.modseq, u.flags::text[], u.mid, u.subject, u.fname, u.faddr,
-                    u.tos, u.date, u.received, u.size, $14, $14
-             FROM UNNEST($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::jsonb[], $11::timestamptz[],
-                         $12::timestamptz[], $13::bigint[])
-                  AS u(uid, modseq, flags, mid, subject, fname, faddr, tos, date, received, size)
-             ORDER BY u.uid
-             RETURNING {MESSAGE_COLUMNS}"
-        ))
+        // Insert the rows and their message.added events (JSON built by the same SQL function
+        // the API reads messages with) in one statement, in UID order.
+        let inserted: Vec<(i64, i64, Vec<String>, Option<i64>)> = sqlx::query_as(
+            "WITH ins AS (
+                 INSERT INTO messages (folder_id, uidvalidity, uid, modseq, flags, message_id, subject,
+                     from_name, from_address, to_addresses, date, received_at, size,
+                     first_seen_at, updated_at)
+                 SELECT $1, $2, u.uid, u.modseq, u.flags::text[], u.mid, u.subject, u.fname, u.faddr,
+                        u.tos, u.date, u.received, u.size, $14, $14
+                 FROM UNNEST($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+                             $8::text[], $9::text[], $10::jsonb[], $11::timestamptz[],
+                             $12::timestamptz[], $13::bigint[])
+                      AS u(uid, modseq, flags, mid, subject, fname, faddr, tos, date, received, size)
+                 ORDER BY u.uid
+                 RETURNING *
+             ),
+             ev AS (
+                 INSERT INTO events (type, folder_id, message_id, data)
+                 SELECT 'message.added', ins.folder_id, ins.id,
+                        jsonb_build_object('message', flagpost_message_json(ROW(ins.*)::messages))
+                 FROM ins ORDER BY ins.uid
+                 RETURNING id, message_id
+             )
+             SELECT ins.id, ins.uid, ins.flags, ev.id FROM ins LEFT JOIN ev ON ev.message_id = ins.id",
+        )
         .bind(folder_id)
         .bind(uv)
         .bind(&uids)
@@ -258,17 +195,9 @@ async fn apply_in(
         .bind(now)
         .fetch_all(&mut **tx)
         .await?;
-        for row in rows {
-            events.push(NewEvent {
-                kind: EventType::MessageAdded,
-                folder_id,
-                message_id: Some(row.id),
-                data: json!({ "message": row.to_json() }),
-            });
-            by_uid.insert(
-                row.uid as u32,
-                (row.id, Flags::new(row.flags.iter().cloned())),
-            );
+        for (id, uid, flags, event) in inserted {
+            by_uid.insert(uid as u32, (id, Flags::new(flags)));
+            max_event = max_event.max(event);
             applied.added += 1;
         }
     }
@@ -363,8 +292,16 @@ async fn apply_in(
         applied.removed = removed.len();
     }
 
-    append_events(tx, &events).await?;
-    if let Some(cp) = &changes.checkpoint {
+    crate::events::insert_events_and_notify(tx, &events, max_event).await?;
+    applied.unknown = changes
+        .flag_updates
+        .iter()
+        .map(|u| u.uid)
+        .filter(|uid| !by_uid.contains_key(uid))
+        .collect();
+    if let Some(cp) = &changes.checkpoint
+        && applied.unknown.is_empty()
+    {
         write_checkpoint(tx, folder_id, cp).await?;
     }
     Ok(applied)
@@ -380,6 +317,8 @@ pub async fn reset_folder(
     new_uidvalidity: u32,
 ) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
+    // Writers take the event lock first, before any row lock, so no two can deadlock.
+    crate::events::lock_event_writers(&mut tx).await?;
     sqlx::query("DELETE FROM messages WHERE folder_id = $1")
         .bind(folder_id)
         .execute(&mut *tx)
@@ -485,4 +424,14 @@ fn pg_text_array(items: &[String]) -> String {
     }
     out.push('}');
     out
+}
+
+/// Refreshes the planner's statistics of `messages`. After a bulk first sync the planner would
+/// otherwise still believe the table empty and filter `uid = ANY(..)` over the whole folder
+/// instead of using the (folder, uidvalidity, uid) index.
+pub async fn analyze(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query("ANALYZE messages")
+        .execute(pool)
+        .await
+        .map(drop)
 }
