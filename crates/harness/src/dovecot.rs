@@ -246,6 +246,20 @@ impl Dovecot {
             .collect();
         let tmp = self.dir.join("users.tmp");
         std::fs::write(&tmp, body)?;
+        // Dovecot re-reads the file when its mtime (in whole seconds) changes: make sure it does,
+        // even for two changes within one second.
+        let previous = std::fs::metadata(self.dir.join("users"))
+            .and_then(|m| m.modified())
+            .ok();
+        let now = std::time::SystemTime::now();
+        let stamp = match previous {
+            Some(p) if p + Duration::from_secs(1) > now => p + Duration::from_secs(1),
+            _ => now,
+        };
+        std::fs::File::options()
+            .write(true)
+            .open(&tmp)?
+            .set_modified(stamp)?;
         std::fs::rename(&tmp, self.dir.join("users"))?;
         Ok(())
     }

@@ -102,7 +102,13 @@ pub async fn run_mirror(cfg: MirrorConfig, handle: MirrorHandle, shutdown: Cance
                         .await;
                     }
                 }
-                let delay = backoff.next_delay().min(cfg.folder_poll);
+                // A refused login will not fix itself quickly: try again at the discovery
+                // interval, not in a backoff loop that could lock the account.
+                let delay = if matches!(&e, SyncError::Imap(c) if c.is_auth()) {
+                    cfg.folder_poll
+                } else {
+                    backoff.next_delay().min(cfg.folder_poll)
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(delay) => continue,

@@ -613,3 +613,117 @@ async fn hostile_mail_and_odd_folder_names_are_mirrored_without_killing_the_watc
     assert_eq!(errors, 0, "{}", serve.log_text());
     assert!(serve.stop().await.unwrap().success());
 }
+
+#[tokio::test]
+async fn a_refused_login_shows_as_error_and_stops_retrying() {
+    let mut dovecot = support_fixture().await.unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let serve = Serve::start(&flagpost_env(&dovecot, &db)).await.unwrap();
+    let pool = pool(&db).await;
+    let state = |pool: PgPool| async move {
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT sync_state, sync_error FROM folders WHERE imap_name = $1")
+                .bind(QUEUE)
+                .fetch_optional(&pool)
+                .await?;
+        Ok::<_, anyhow::Error>(row.unwrap_or_default())
+    };
+    flagpost_e2e::eventually(WAIT, "a live folder", || async {
+        Ok((state(pool.clone()).await?.0 == "live").then_some(()))
+    })
+    .await
+    .unwrap();
+    // The service account's password changes under Flagpost, and the server restarts (which
+    // cuts every session and surely re-reads the password file).
+    dovecot.add_user(SERVICE_USER, "rotated-password").unwrap();
+    dovecot.restart().await.unwrap();
+    let error: String =
+        flagpost_e2e::eventually(WAIT, "the folder to show the login error", || async {
+            let (s, error) = state(pool.clone()).await?;
+            let error = error.unwrap_or_default();
+            Ok((s == "error" && error.contains("refused the login")).then_some(error))
+        })
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\nflagpost:\n{}\ndovecot:\n{}",
+                serve.log_text(),
+                dovecot.log()
+            )
+        })
+        .unwrap();
+    assert!(!error.contains("service-pw") && !error.contains("rotated-password"));
+    // No retry storm: the log shows one failed login per watcher, not a loop.
+    let attempts = || dovecot.log().matches("auth failed").count();
+    let before = attempts();
+    let quiet = flagpost_e2e::eventually(Duration::from_secs(5), "more login attempts", || async {
+        Ok((attempts() > before + 1).then_some(()))
+    })
+    .await;
+    assert!(
+        quiet.is_err(),
+        "Flagpost kept retrying a refused login:\n{}",
+        dovecot.log()
+    );
+    assert!(serve.stop().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn serve_starts_and_reports_errors_while_the_imap_server_is_down() {
+    let mut dovecot = support_fixture().await.unwrap();
+    dovecot
+        .append("support", "Queue", &message("kept", "k@example.org"))
+        .await
+        .unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let env = flagpost_env(&dovecot, &db);
+    let serve = Serve::start(&env).await.unwrap();
+    let pool = pool(&db).await;
+    wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
+        .await
+        .unwrap();
+    assert!(serve.stop().await.unwrap().success());
+
+    dovecot.stop().await.unwrap();
+    let mut env = env;
+    env.push(("FLAGPOST_FOLDER_POLL_SECS", "2".to_owned()));
+    let serve = Serve::start(&env).await.unwrap();
+    let states = flagpost_e2e::eventually(WAIT, "folders in error", || async {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT sync_state, sync_error FROM folders ORDER BY id")
+                .fetch_all(&pool)
+                .await?;
+        Ok(rows.iter().all(|r| r.0 == "error").then_some(rows))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
+    assert!(
+        states
+            .iter()
+            .all(|r| r.1.as_deref().is_some_and(|e| !e.is_empty())),
+        "{states:?}"
+    );
+    // The mirror is still served: the health endpoint answers and the rows are there.
+    let mut s = tokio::net::TcpStream::connect(serve.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.0 200"), "{body}");
+    assert_eq!(mirror_state(&pool, QUEUE).await.unwrap().len(), 1);
+
+    // When the server comes back, the watchers recover on their own.
+    dovecot.restart().await.unwrap();
+    flagpost_e2e::eventually(Duration::from_secs(90), "live folders again", || async {
+        let live: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM folders WHERE sync_state = 'live'")
+                .fetch_one(&pool)
+                .await?;
+        Ok((live == 2).then_some(()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
+    assert!(serve.stop().await.unwrap().success());
+}
