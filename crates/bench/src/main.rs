@@ -25,6 +25,7 @@ struct Args {
     small: usize,
     changes: usize,
     memory: bool,
+    memory_only: bool,
 }
 
 fn args() -> Result<Args> {
@@ -33,6 +34,7 @@ fn args() -> Result<Args> {
         small: 10_000,
         changes: 200,
         memory: false,
+        memory_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -47,8 +49,14 @@ fn args() -> Result<Args> {
             "--small" => a.small = num()?,
             "--changes" => a.changes = num()?,
             "--memory" => a.memory = true,
+            "--memory-only" => {
+                a.memory = true;
+                a.memory_only = true;
+            }
             other => {
-                bail!("unknown argument {other}; use --big N --small N --changes N [--memory]")
+                bail!(
+                    "unknown argument {other}; use --big N --small N --changes N [--memory | --memory-only]"
+                )
             }
         }
     }
@@ -479,6 +487,9 @@ async fn main() -> Result<()> {
     println!("| figure | raw IMAP client | Flagpost | ratio |");
     println!("|---|---|---|---|");
 
+    if args.memory_only {
+        return memory(&args).await;
+    }
     let dovecot = Dovecot::start().await?;
     dovecot.add_user("support", "support-pw")?;
     dovecot.add_user(SERVICE, SERVICE_PW)?;

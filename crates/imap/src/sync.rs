@@ -79,6 +79,11 @@ pub async fn examine_folder(
     Ok(conn.examine(imap_name, known).await?)
 }
 
+/// How many full scans (first syncs, mostly) may run at once across all watchers: each holds a
+/// folder's UID map in memory and long write transactions, so letting every watcher scan at
+/// start-up would multiply memory and make small changes elsewhere wait.
+static FULL_SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Syncs the mirror of `folder_id` with the mailbox selected on `conn`.
 pub async fn sync_selected(
     conn: &mut Conn,
@@ -110,7 +115,10 @@ pub async fn sync_selected(
         Some(cp) if cp.highest_modseq.is_some() && sel.highest_modseq.is_some() => {
             incremental(conn, pool, folder_id, cp).await?
         }
-        _ => full_scan(conn, pool, folder_id).await?,
+        _ => {
+            let _permit = FULL_SCANS.acquire().await.expect("never closed");
+            full_scan(conn, pool, folder_id).await?
+        }
     };
     if report.applied.added >= ANALYZE_AFTER {
         flagpost_store::messages::analyze(pool).await?;
@@ -235,7 +243,8 @@ async fn full_scan(
     let condstore = sel.highest_modseq.is_some();
     let noticed = conn.take_noticed();
     let exists = noticed.exists.unwrap_or(sel.exists);
-    let mut server: HashMap<u32, FetchData> = HashMap::new();
+    // Only what the comparison needs is kept per message: big folders scan in little memory.
+    let mut server: HashMap<u32, (Flags, Option<u64>)> = HashMap::new();
     if exists > 0 {
         let items = if condstore {
             "(UID FLAGS MODSEQ)"
@@ -243,8 +252,8 @@ async fn full_scan(
             "(UID FLAGS)"
         };
         conn.run(&format!("UID FETCH 1:* {items}"), |d| {
-            if let Some(uid) = d.uid {
-                server.insert(uid, d);
+            if let (Some(uid), Some(flags)) = (d.uid, d.flags) {
+                server.insert(uid, (flags, d.modseq));
             }
         })
         .await?;
@@ -265,11 +274,14 @@ async fn full_scan(
         .collect();
     let (fetched_full, mut applied) = fetch_new(conn, pool, folder_id, uv, unknown).await?;
     let flag_updates: Vec<FlagUpdate> = server
-        .values()
-        .filter_map(|d| {
-            let (flags, modseq) = mirror.get(&d.uid?)?;
-            let u = d.as_flag_update()?;
-            (u.flags != *flags || (u.modseq.is_some() && u.modseq != *modseq)).then_some(u)
+        .iter()
+        .filter_map(|(uid, (flags, modseq))| {
+            let (had, had_modseq) = mirror.get(uid)?;
+            (flags != had || (modseq.is_some() && modseq != had_modseq)).then(|| FlagUpdate {
+                uid: *uid,
+                flags: flags.clone(),
+                modseq: *modseq,
+            })
         })
         .collect();
     let removed: Vec<u32> = mirror
@@ -279,7 +291,7 @@ async fn full_scan(
         .collect();
     let max_modseq = server
         .values()
-        .filter_map(|d| d.modseq)
+        .filter_map(|(_, m)| *m)
         .chain(sel.highest_modseq)
         .max();
     let final_changes = Changes {

@@ -195,18 +195,25 @@ async fn changes_made_while_stopped_are_resynced_incrementally() {
     wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
         .await
         .unwrap();
-    // The restart's sync of Queue asked the server only for what changed.
-    let log = serve.log_text();
+    // The restart's sync of Queue asked the server only for what changed. (The log line is
+    // written just after the commit: wait for it.)
     let queue_id: i64 = sqlx::query_scalar("SELECT id FROM folders WHERE imap_name = $1")
         .bind(QUEUE)
         .fetch_one(&pool)
         .await
         .unwrap();
-    let sync = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "folder synced" && v["fields"]["folder.id"] == queue_id)
-        .unwrap_or_else(|| panic!("no sync log line for Queue:\n{log}"));
+    let sync = flagpost_e2e::eventually(WAIT, "the sync log line for Queue", || async {
+        Ok(serve
+            .log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| {
+                v["fields"]["message"] == "folder synced" && v["fields"]["folder.id"] == queue_id
+            }))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
     assert_eq!(sync["fields"]["kind"], "Incremental", "{sync}");
     let records = sync["fields"]["flag_records"].as_u64().unwrap();
     assert!(
@@ -291,9 +298,23 @@ async fn kicks_server_restarts_and_uidvalidity_changes_lose_nothing() {
         .set_uidvalidity("support", "Queue", (uv as u32).wrapping_add(77))
         .await
         .unwrap();
-    // Dovecot tells connected clients only on the next select: force one with a kick.
-    dovecot.kick(SERVICE_USER).await.unwrap();
-    wait_event(&pool, mark, "folder.reset").await;
+    // Dovecot tells connected clients only on the next select: force one with a kick (again
+    // while none shows, in case the kick found the watcher between connections).
+    flagpost_e2e::eventually(Duration::from_secs(30), "folder.reset", || async {
+        if event_types(&pool, mark)
+            .await
+            .iter()
+            .any(|e| e.1 == "folder.reset")
+        {
+            return Ok(Some(()));
+        }
+        dovecot.kick(SERVICE_USER).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(None)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
     wait_mirror_equal(
         &dovecot,
         &pool,
@@ -637,21 +658,24 @@ async fn a_refused_login_shows_as_error_and_stops_retrying() {
     // cuts every session and surely re-reads the password file).
     dovecot.add_user(SERVICE_USER, "rotated-password").unwrap();
     dovecot.restart().await.unwrap();
-    let error: String =
-        flagpost_e2e::eventually(WAIT, "the folder to show the login error", || async {
+    let error: String = flagpost_e2e::eventually(
+        Duration::from_secs(40),
+        "the folder to show the login error",
+        || async {
             let (s, error) = state(pool.clone()).await?;
             let error = error.unwrap_or_default();
             Ok((s == "error" && error.contains("refused the login")).then_some(error))
-        })
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{e}\nflagpost:\n{}\ndovecot:\n{}",
-                serve.log_text(),
-                dovecot.log()
-            )
-        })
-        .unwrap();
+        },
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\nflagpost:\n{}\ndovecot:\n{}",
+            serve.log_text(),
+            dovecot.log()
+        )
+    })
+    .unwrap();
     assert!(!error.contains("service-pw") && !error.contains("rotated-password"));
     // No retry storm: the log shows one failed login per watcher, not a loop.
     let attempts = || dovecot.log().matches("auth failed").count();
