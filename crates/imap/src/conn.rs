@@ -27,6 +27,9 @@ macro_rules! read_within {
     };
 }
 
+/// How long a liveness check (NOOP, or the end of an IDLE) may take on a healthy link.
+pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How long one command may take before the connection is declared dead.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -247,7 +250,7 @@ impl Conn {
             .map_err(ConnectError::from_imap)?;
         // Wait for the continuation request; untagged data before it still counts.
         loop {
-            let resp = read_within!(self.session, Duration::from_secs(30))?;
+            let resp = read_within!(self.session, LIVENESS_TIMEOUT)?;
             match resp.parsed() {
                 Response::Continue { .. } => break,
                 Response::Done { status, .. } => {
@@ -281,7 +284,7 @@ impl Conn {
             .await
             .map_err(ConnectError::from_imap)?;
         loop {
-            let resp = read_within!(self.session, Duration::from_secs(30))?;
+            let resp = read_within!(self.session, LIVENESS_TIMEOUT)?;
             if let Response::Done { tag: t, status, .. } = resp.parsed()
                 && *t == tag
             {
@@ -374,13 +377,13 @@ impl Conn {
         Ok(uids)
     }
 
-    /// `NOOP`: a liveness check that also collects pending news.
+    /// `NOOP`: a liveness check that also collects pending news. A link that does not answer
+    /// within [`LIVENESS_TIMEOUT`] is dead.
     pub async fn noop(&mut self) -> Result<(), ConnectError> {
-        self.run("NOOP", |d| {
-            let _ = d;
-        })
-        .await
-        .map(drop)
+        tokio::time::timeout(LIVENESS_TIMEOUT, self.run("NOOP", |_| {}))
+            .await
+            .map_err(|_| ConnectError::Timeout(LIVENESS_TIMEOUT))?
+            .map(drop)
     }
 
     /// `LOGOUT`, best effort.

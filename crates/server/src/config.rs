@@ -78,6 +78,10 @@ pub struct RawConfig {
     /// IDLE connections at most [default: 8].
     #[arg(long, env = "FLAGPOST_IMAP_MAX_CONNECTIONS", global = true)]
     pub imap_max_connections: Option<String>,
+    /// Seconds of silence in IDLE after which the link is checked with NOOP (and IDLE
+    /// re-issued) [default: 120; at most 1500, below RFC 2177's 29 minutes].
+    #[arg(long, env = "FLAGPOST_IMAP_IDLE_CHECK_SECS", global = true)]
+    pub imap_idle_check_secs: Option<String>,
     /// Seconds between polls of folders watched without IDLE [default: 5].
     #[arg(long, env = "FLAGPOST_IMAP_POLL_SECS", global = true)]
     pub imap_poll_secs: Option<String>,
@@ -184,6 +188,8 @@ pub struct Config {
     pub imap_max_connections: usize,
     /// Poll interval of folders without IDLE.
     pub imap_poll: Duration,
+    /// Silence in IDLE before a liveness check.
+    pub imap_idle_check: Duration,
     /// Whether webhooks may target private addresses.
     pub webhook_allow_private: bool,
     /// Per-attempt webhook timeout.
@@ -480,6 +486,12 @@ impl Config {
                 1..=1000,
             )? as usize,
             imap_poll: parse_secs("FLAGPOST_IMAP_POLL_SECS", &raw.imap_poll_secs, 5, 1..=3600)?,
+            imap_idle_check: parse_secs(
+                "FLAGPOST_IMAP_IDLE_CHECK_SECS",
+                &raw.imap_idle_check_secs,
+                120,
+                1..=1500,
+            )?,
             webhook_allow_private: parse_bool(
                 "FLAGPOST_WEBHOOK_ALLOW_PRIVATE",
                 &raw.webhook_allow_private,

@@ -194,7 +194,7 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             password: imap.password.expose().into(),
             pool: pool.clone(),
             poll_interval: config.imap_poll,
-            idle_check: Duration::from_secs(120),
+            idle_check: config.imap_idle_check,
         },
         patterns: config.folders.clone(),
         folder_poll: config.folder_poll,

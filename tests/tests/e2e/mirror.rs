@@ -751,3 +751,106 @@ async fn serve_starts_and_reports_errors_while_the_imap_server_is_down() {
     .unwrap();
     assert!(serve.stop().await.unwrap().success());
 }
+
+/// A TCP relay that can silence the connections it carries without closing them: a link that
+/// went dead somewhere on the way (no FIN, no RST, no data), the case IDLE alone never notices.
+struct SilencingRelay {
+    port: u16,
+    epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SilencingRelay {
+    async fn start(upstream: u16) -> SilencingRelay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let epoch = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let e = epoch.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let born = e.load(Ordering::SeqCst);
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut r, mut w) in [(cr, sw), (sr, cw)] {
+                    let e = e.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match r.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            // Once silenced, this connection's bytes go nowhere.
+                            if e.load(Ordering::SeqCst) == born
+                                && w.write_all(&buf[..n]).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        SilencingRelay { port, epoch }
+    }
+
+    /// Silences every connection open now; new ones pass.
+    fn silence_current(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_silent_dead_link_is_noticed_and_reconnected() {
+    let dovecot = support_fixture().await.unwrap();
+    grant_alice(&dovecot).await;
+    let relay = SilencingRelay::start(dovecot.imaps_port()).await;
+    let db = TestDatabase::create().await.unwrap();
+    let mut env = flagpost_env(&dovecot, &db);
+    env.retain(|(k, _)| *k != "FLAGPOST_IMAP_PORT");
+    env.push(("FLAGPOST_IMAP_PORT", relay.port.to_string()));
+    env.push(("FLAGPOST_IMAP_IDLE_CHECK_SECS", "2".to_owned()));
+    let serve = Serve::start(&env).await.unwrap();
+    let pool = pool(&db).await;
+    flagpost_e2e::eventually(WAIT, "live folders", || async {
+        let live: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM folders WHERE sync_state = 'live'")
+                .fetch_one(&pool)
+                .await?;
+        Ok((live == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    // The links go silent; a change made now can only arrive over a new connection.
+    relay.silence_current();
+    let uid = dovecot
+        .append(
+            "alice",
+            QUEUE,
+            &message("during the outage", "o@example.org"),
+        )
+        .await
+        .unwrap();
+    let state = wait_mirror_equal(
+        &dovecot,
+        &pool,
+        SERVICE_USER,
+        QUEUE,
+        Duration::from_secs(60),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
+    assert!(state.contains_key(&uid));
+    assert!(
+        serve.log_text().contains("timeout") || serve.log_text().contains("no answer"),
+        "the dead link should have been declared dead:\n{}",
+        serve.log_text()
+    );
+    assert!(serve.stop().await.unwrap().success());
+}
