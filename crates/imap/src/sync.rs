@@ -185,14 +185,7 @@ async fn incremental(
         .values()
         .filter_map(FetchData::as_flag_update)
         .collect();
-    let mut removed = vanished;
-    if !qresync && exists > 0 {
-        // Without VANISHED, an expunge shows only as a count that disagrees.
-        let mirrored = flagpost_store::messages::count(pool, folder_id, uv).await?;
-        if mirrored != i64::from(exists) {
-            removed.extend(missing_on_server(conn, pool, folder_id, uv).await?);
-        }
-    }
+    let removed = vanished;
 
     let checkpoint = Checkpoint {
         uidvalidity: uv,
@@ -219,6 +212,21 @@ async fn incremental(
             ..Changes::default()
         };
         add(&mut applied, apply(pool, folder_id, uv, last).await?);
+    }
+    if !qresync && exists > 0 {
+        // Without VANISHED an expunge shows only as a message count that disagrees, once the
+        // new messages are in. (The checkpoint may already be written: expunges do not move
+        // it, so a crash here is caught by the same comparison next time.)
+        let exists = conn.noticed.exists.unwrap_or(exists);
+        let mirrored = flagpost_store::messages::count(pool, folder_id, uv).await?;
+        if mirrored != i64::from(exists) {
+            let missing = missing_on_server(conn, pool, folder_id, uv).await?;
+            let gone = Changes {
+                removed: missing,
+                ..Changes::default()
+            };
+            add(&mut applied, apply(pool, folder_id, uv, gone).await?);
+        }
     }
     if raced {
         // Something changed while this step ran: make the watcher run another one.

@@ -483,6 +483,16 @@ async fn a_server_without_condstore_is_mirrored_exactly() {
 }
 
 #[tokio::test]
+async fn a_server_with_condstore_but_without_qresync_finds_expunges_by_uid_sets() {
+    let caps: Vec<&str> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
+        .iter()
+        .copied()
+        .filter(|c| *c != "QRESYNC")
+        .collect();
+    fallback_mirror(caps).await;
+}
+
+#[tokio::test]
 async fn a_server_without_idle_is_mirrored_exactly_by_polling() {
     let caps: Vec<&str> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
         .iter()
