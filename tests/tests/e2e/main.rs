@@ -6,6 +6,7 @@ mod harness;
 mod migrate;
 mod mirror;
 mod model;
+mod rights;
 
 use std::path::PathBuf;
 use std::process::Output;
