@@ -8,6 +8,7 @@ pub mod connect;
 pub mod fetch;
 pub mod folders;
 pub mod mirror;
+pub mod ops;
 pub mod sync;
 pub mod watch;
 

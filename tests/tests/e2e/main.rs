@@ -6,6 +6,7 @@ mod harness;
 mod migrate;
 mod mirror;
 mod model;
+mod ops;
 mod rights;
 
 use std::path::PathBuf;
