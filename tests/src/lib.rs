@@ -1,6 +1,8 @@
 //! Shared helpers for Flagpost's end-to-end tests: a support-team fixture on the harness's
 //! Dovecot, and running the `flagpost` binary against it.
 
+pub mod http;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Result;

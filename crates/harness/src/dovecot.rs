@@ -264,6 +264,26 @@ impl Dovecot {
         Ok(())
     }
 
+    /// Adds a user like [`Dovecot::add_user`] and waits until Dovecot accepts its login:
+    /// Dovecot re-reads the passwd file at most once a second, so a login right after a change
+    /// may still see the old file.
+    pub async fn add_user_ready(&self, name: &str, password: &str) -> Result<()> {
+        self.add_user(name, password)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.client(name).await {
+                Ok(c) => {
+                    c.logout().await;
+                    return Ok(());
+                }
+                Err(e) if std::time::Instant::now() > deadline => {
+                    return Err(e.context(format!("Dovecot never accepted the new user {name:?}")));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
     /// The password the fixture gave `user`.
     pub fn password(&self, user: &str) -> Result<String> {
         self.users

@@ -162,8 +162,16 @@ async fn report_imap(
                     "no (the ACL of this folder cannot be mirrored; grant the service account `a`)"
                         .to_owned()
                 };
+                // Flag changes made through the API are stored by the service account on the
+                // users' behalf (each user's own rights decide what they may ask for).
+                let writes = match (rights.contains(Right::Write), rights.contains(Right::Seen)) {
+                    (true, true) => "yes",
+                    (true, false) => "answered/flagged only (grant `s` for seen)",
+                    (false, true) => "seen only (grant `w` for answered/flagged)",
+                    (false, false) => "no (grant `w s` to change flags through the API)",
+                };
                 println!(
-                    "  {shown:<width$}  rights {:<11}  a: {admin}",
+                    "  {shown:<width$}  rights {:<11}  a: {admin}  API writes: {writes}",
                     rights.to_string()
                 );
                 let needed = Rights::NONE.with(Right::Lookup).with(Right::Read);

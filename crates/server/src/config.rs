@@ -69,6 +69,13 @@ pub struct RawConfig {
     /// Comma-separated IMAP user names with service-admin powers.
     #[arg(long, env = "FLAGPOST_ADMINS", global = true)]
     pub admins: Option<String>,
+    /// Seconds a staff session lasts [default: 43200, 12 hours].
+    #[arg(long, env = "FLAGPOST_SESSION_TTL_SECS", global = true)]
+    pub session_ttl_secs: Option<String>,
+    /// Comma-separated origins allowed to call the API from a browser (CORS) [default: none,
+    /// CORS off].
+    #[arg(long, env = "FLAGPOST_CORS_ORIGINS", global = true)]
+    pub cors_origins: Option<String>,
     /// Seconds between ACL re-reads [default: 60].
     #[arg(long, env = "FLAGPOST_ACL_POLL_SECS", global = true)]
     pub acl_poll_secs: Option<String>,
@@ -120,6 +127,25 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+fn cors_origins(raw: &Option<String>) -> Result<Vec<String>, ConfigError> {
+    let origins = list(raw);
+    for o in &origins {
+        let ok = url::Url::parse(o).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.path() == "/"
+                && !o.ends_with('/')
+        });
+        if !ok {
+            return Err(err(
+                "FLAGPOST_CORS_ORIGINS",
+                format!("{o:?} is not an origin like https://desk.example.com"),
+            ));
+        }
+    }
+    Ok(origins)
+}
 
 fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -180,6 +206,10 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     /// Service admins.
     pub admins: Vec<String>,
+    /// Staff session lifetime.
+    pub session_ttl: Duration,
+    /// CORS origins (empty: off).
+    pub cors_origins: Vec<String>,
     /// ACL poll interval.
     pub acl_poll: Duration,
     /// Folder discovery interval.
@@ -472,6 +502,13 @@ impl Config {
             listen,
             jwt_secret: jwt_secret.map(Secret),
             admins: list(&raw.admins),
+            session_ttl: parse_secs(
+                "FLAGPOST_SESSION_TTL_SECS",
+                &raw.session_ttl_secs,
+                43_200,
+                60..=30 * 86_400,
+            )?,
+            cors_origins: cors_origins(&raw.cors_origins)?,
             acl_poll: parse_secs("FLAGPOST_ACL_POLL_SECS", &raw.acl_poll_secs, 60, 1..=86_400)?,
             folder_poll: parse_secs(
                 "FLAGPOST_FOLDER_POLL_SECS",

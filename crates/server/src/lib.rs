@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod config;
+pub mod gateway;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -105,7 +106,12 @@ pub fn main() -> ExitCode {
             Command::Migrate => migrate(&config).await,
             Command::Check => check::run(&config).await,
             Command::Serve => serve(&config).await,
-            Command::Openapi | Command::Token { .. } | Command::Demo => {
+            Command::Openapi => {
+                print!("{}", flagpost_api::openapi::openapi_json());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Token { action } => token(&config, action).await,
+            Command::Demo => {
                 eprintln!("error: this command is not available in this build yet");
                 Ok(ExitCode::from(EXIT_CONFIG))
             }
@@ -170,6 +176,97 @@ async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn token(config: &Config, action: TokenAction) -> anyhow::Result<ExitCode> {
+    let pool = connect_db(config).await?;
+    flagpost_store::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+    let code = match action {
+        TokenAction::Create {
+            identity,
+            scope,
+            name,
+        } => {
+            let scopes: Vec<String> = scope
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            match flagpost_api::routes::tokens::validate_new_token(&name, &identity, &scopes, None)
+            {
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                Ok(scopes) => {
+                    let secret = flagpost_api::auth::new_token_secret();
+                    let row = flagpost_store::auth::create_token(
+                        &pool,
+                        name.trim(),
+                        &identity,
+                        &scopes,
+                        &flagpost_api::auth::token_digest(&secret),
+                        None,
+                        None,
+                    )
+                    .await?;
+                    println!(
+                        "created token {} {:?} acting as {:?} with scopes {}; it is shown only now:",
+                        row.id,
+                        row.name,
+                        row.identity,
+                        row.scopes.join(",")
+                    );
+                    println!("{secret}");
+                    ExitCode::SUCCESS
+                }
+            }
+        }
+        TokenAction::List => {
+            let tokens = flagpost_store::auth::list_tokens(&pool).await?;
+            if tokens.is_empty() {
+                println!("no tokens");
+            } else {
+                println!(
+                    "{:<6} {:<24} {:<20} {:<15} {:<25} LAST USED",
+                    "ID", "NAME", "IDENTITY", "SCOPES", "CREATED"
+                );
+                for t in tokens {
+                    println!(
+                        "{:<6} {:<24} {:<20} {:<15} {:<25} {}",
+                        t.id,
+                        t.name,
+                        t.identity,
+                        t.scopes.join(","),
+                        t.created_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        t.last_used_at
+                            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                            .unwrap_or_else(|| "never".into())
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        TokenAction::Revoke { id } => match id.trim().parse::<i64>() {
+            Ok(n) if flagpost_store::auth::revoke_token(&pool, n).await? => {
+                println!("revoked token {n}");
+                ExitCode::SUCCESS
+            }
+            Ok(n) => {
+                eprintln!("error: no live token with id {n}");
+                ExitCode::FAILURE
+            }
+            Err(_) => {
+                eprintln!("error: {id:?} is not a token id");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    };
+    pool.close().await;
+    Ok(code)
+}
+
 async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     let pool = connect_db(config).await?;
     flagpost_store::migrate(&pool)
@@ -206,7 +303,32 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         flagpost_imap::mirror::MirrorHandle::default(),
         shutdown.clone(),
     ));
-    let http = flagpost_api::serve(listener, pool.clone(), shutdown.clone()).await;
+    let api_config = flagpost_api::ApiConfig {
+        service_user: imap.user.clone(),
+        admins: config.admins.clone(),
+        jwt_secret: config
+            .jwt_secret
+            .as_ref()
+            .map(|s| s.expose().as_bytes().to_vec()),
+        session_ttl: config.session_ttl,
+        cors_origins: config.cors_origins.clone(),
+    };
+    let backend = gateway::ImapBackend::new(
+        imap.settings.clone(),
+        &imap.user,
+        imap.password.expose(),
+        pool.clone(),
+    );
+    let state = flagpost_api::AppState::new(
+        &api_config,
+        pool.clone(),
+        std::sync::Arc::new(backend),
+        flagpost_api::install_metrics(),
+        shutdown.clone(),
+    )
+    .await
+    .context("preparing the HTTP API")?;
+    let http = flagpost_api::serve(listener, state, &api_config).await;
     // The HTTP server only returns on shutdown (or a listener failure): stop the mirror too.
     shutdown.cancel();
     if let Err(e) = mirror.await {

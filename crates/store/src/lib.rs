@@ -1,6 +1,8 @@
 //! The only crate that speaks SQL: the connection pool, the migrations over the top-level
 //! `migrations/` folder, and every query of the mirror and the change feed.
 
+pub mod api;
+pub mod auth;
 pub mod events;
 pub mod folders;
 pub mod messages;

@@ -1,5 +1,7 @@
 //! End-to-end tests: one binary, real Dovecot, real PostgreSQL, the real `flagpost` command.
 
+mod api;
+mod bola;
 mod check;
 mod feed;
 mod harness;
@@ -8,6 +10,7 @@ mod mirror;
 mod model;
 mod ops;
 mod rights;
+mod schema;
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -51,7 +54,12 @@ impl Serve {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        Serve::start_at(([127, 0, 0, 1], port).into(), envs).await
+    }
+
+    /// Starts `flagpost serve` listening on `addr` (e.g. the address of a server that was
+    /// stopped, to restart it where its clients expect it).
+    pub async fn start_at(addr: std::net::SocketAddr, envs: &[(&str, String)]) -> Result<Serve> {
         let mut cmd = tokio::process::Command::new(flagpost_bin());
         cmd.arg("serve").env_clear();
         if let Ok(path) = std::env::var("PATH") {

@@ -1,0 +1,348 @@
+//! The REST API's reads, and its one write to the mirror: a flag change made through the API,
+//! recorded at once so the caller reads its own write.
+//!
+//! Message JSON is built by the SQL function `flagpost_message_json` (migration 0002), the same
+//! one the mirror writes `message.added` events with, and is passed through as text.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::events::{EventRow, EventType, NewEvent};
+use crate::folders::AclEntry;
+
+/// What the API needs to know of a folder to authorise a request: its ACL as mirrored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderAcl {
+    /// Folder id.
+    pub folder_id: i64,
+    /// Whether `entries` is the folder's ACL (false: the service account lacks `a`).
+    pub acl_known: bool,
+    /// The service account's MYRIGHTS.
+    pub service_rights: Option<String>,
+    /// The mirrored entries.
+    pub entries: Vec<AclEntry>,
+    /// Whether the folder is gone from LIST (its events stay readable by the same rules).
+    pub removed: bool,
+}
+
+/// A folder's ACL as one row: id, acl_known, service_rights, removed, identifiers, rights.
+type AclRow = (i64, bool, Option<String>, bool, Vec<String>, Vec<String>);
+
+/// The ACL of every folder ever watched.
+pub async fn acl_snapshot(pool: &PgPool) -> sqlx::Result<Vec<FolderAcl>> {
+    let rows: Vec<AclRow> = sqlx::query_as(
+        "SELECT f.id, f.acl_known, f.service_rights, f.removed_at IS NOT NULL,
+                COALESCE(array_agg(a.identifier ORDER BY a.identifier) FILTER (WHERE a.identifier IS NOT NULL), '{}'),
+                COALESCE(array_agg(a.rights ORDER BY a.identifier) FILTER (WHERE a.identifier IS NOT NULL), '{}')
+         FROM folders f LEFT JOIN acl_entries a ON a.folder_id = f.id
+         GROUP BY f.id ORDER BY f.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(folder_id, acl_known, service_rights, removed, ids, rights)| FolderAcl {
+                folder_id,
+                acl_known,
+                service_rights,
+                removed,
+                entries: ids
+                    .into_iter()
+                    .zip(rights)
+                    .map(|(identifier, rights)| AclEntry { identifier, rights })
+                    .collect(),
+            },
+        )
+        .collect())
+}
+
+/// A folder as the API shows it (without the caller's rights).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FolderView {
+    /// Id.
+    pub id: i64,
+    /// Readable name.
+    pub name: String,
+    /// Wire name.
+    pub imap_name: String,
+    /// Messages not deleted.
+    pub total: i64,
+    /// Pending.
+    pub pending: i64,
+    /// Answered.
+    pub answered: i64,
+    /// Flagged and not deleted.
+    pub flagged: i64,
+    /// Deleted, not yet expunged.
+    pub deleted: i64,
+    /// `live`, `polling`, `connecting`, `error`.
+    pub sync_state: String,
+    /// Last completed sync.
+    pub last_synced_at: Option<DateTime<Utc>>,
+    /// Why the state is `error`.
+    pub sync_error: Option<String>,
+    /// Generation, for writes.
+    pub uidvalidity: Option<i64>,
+}
+
+/// Watched folders among `ids`, by name, with their counts.
+pub async fn folder_views(pool: &PgPool, ids: &[i64]) -> sqlx::Result<Vec<FolderView>> {
+    sqlx::query_as(
+        "SELECT f.id, f.name, f.imap_name,
+                COALESCE(c.pending + c.answered, 0) AS total,
+                COALESCE(c.pending, 0) AS pending, COALESCE(c.answered, 0) AS answered,
+                COALESCE(c.flagged, 0) AS flagged, COALESCE(c.deleted, 0) AS deleted,
+                f.sync_state, f.last_synced_at, f.sync_error, f.uidvalidity
+         FROM folders f
+         LEFT JOIN LATERAL (
+             SELECT count(*) FILTER (WHERE m.status = 'pending') AS pending,
+                    count(*) FILTER (WHERE m.status = 'answered') AS answered,
+                    count(*) FILTER (WHERE m.flagged AND NOT m.deleted) AS flagged,
+                    count(*) FILTER (WHERE m.deleted) AS deleted
+             FROM messages m WHERE m.folder_id = f.id AND m.uidvalidity = f.uidvalidity
+         ) c ON true
+         WHERE f.id = ANY($1) AND f.removed_at IS NULL
+         ORDER BY f.name, f.id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// Which messages `GET /messages` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Pending only.
+    Pending,
+    /// Answered only.
+    Answered,
+    /// Deleted (not yet expunged) only.
+    Deleted,
+    /// Pending and answered.
+    Any,
+}
+
+/// The filter, order and page of `GET /messages`.
+#[derive(Debug, Clone)]
+pub struct MessageQuery<'a> {
+    /// Folders to list (already restricted to what the caller may read).
+    pub folders: &'a [i64],
+    /// Status.
+    pub status: StatusFilter,
+    /// Flagged or not, or both.
+    pub flagged: Option<bool>,
+    /// Text in subject or sender (case-insensitive substring).
+    pub text: Option<&'a str>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+    /// Resume after this (received_at, id) position.
+    pub after: Option<(DateTime<Utc>, i64)>,
+    /// Rows at most.
+    pub limit: i64,
+}
+
+/// One listed message: its keyset position and its JSON.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MessageJson {
+    /// Id.
+    pub id: i64,
+    /// Received time (INTERNALDATE), the sort key.
+    pub received_at: DateTime<Utc>,
+    /// The contract's message object, as JSON text.
+    pub json: String,
+}
+
+fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Lists messages by received time with a keyset, so pages stay stable under concurrent
+/// change. The statement text varies with the filters so each variant gets a plan that uses
+/// its index.
+pub async fn list_messages(pool: &PgPool, q: &MessageQuery<'_>) -> sqlx::Result<Vec<MessageJson>> {
+    let mut sql = String::from(
+        "SELECT m.id, m.received_at, flagpost_message_json(m)::text AS json
+         FROM messages m WHERE m.folder_id = ANY($1)",
+    );
+    sql.push_str(match q.status {
+        StatusFilter::Pending => " AND m.status = 'pending'",
+        StatusFilter::Answered => " AND m.status = 'answered'",
+        StatusFilter::Deleted => " AND m.status = 'deleted'",
+        StatusFilter::Any => " AND NOT m.deleted",
+    });
+    match q.flagged {
+        Some(true) => sql.push_str(" AND m.flagged"),
+        Some(false) => sql.push_str(" AND NOT m.flagged"),
+        None => {}
+    }
+    if q.text.is_some() {
+        sql.push_str(
+            " AND (m.subject ILIKE $2 OR m.from_name ILIKE $2 OR m.from_address ILIKE $2)",
+        );
+    }
+    let (cmp, dir) = if q.newest_first {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if q.after.is_some() {
+        sql.push_str(&format!(" AND (m.received_at, m.id) {cmp} ($3, $4)"));
+    }
+    sql.push_str(&format!(
+        " ORDER BY m.received_at {dir}, m.id {dir} LIMIT $5"
+    ));
+    let (after_at, after_id) = match q.after {
+        Some((at, id)) => (Some(at), Some(id)),
+        None => (None, None),
+    };
+    sqlx::query_as(&sql)
+        .bind(q.folders)
+        .bind(q.text.map(like_pattern))
+        .bind(after_at)
+        .bind(after_id)
+        .bind(q.limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// One message with what a write needs.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MessageRow {
+    /// Id.
+    pub id: i64,
+    /// Folder.
+    pub folder_id: i64,
+    /// The folder's wire name.
+    pub imap_name: String,
+    /// Generation.
+    pub uidvalidity: i64,
+    /// UID.
+    pub uid: i64,
+    /// MODSEQ, where the server has CONDSTORE.
+    pub modseq: Option<i64>,
+    /// Flags.
+    pub flags: Vec<String>,
+    /// Entity tag (as in the JSON).
+    pub etag: String,
+    /// The contract's message object, as JSON text.
+    pub json: String,
+}
+
+/// One message of a watched folder.
+pub async fn message(pool: &PgPool, id: i64) -> sqlx::Result<Option<MessageRow>> {
+    sqlx::query_as(
+        "SELECT m.id, m.folder_id, f.imap_name, m.uidvalidity, m.uid, m.modseq, m.flags,
+                flagpost_message_etag(m.modseq, m.flags) AS etag,
+                flagpost_message_json(m)::text AS json
+         FROM messages m JOIN folders f ON f.id = m.folder_id
+         WHERE m.id = $1 AND f.removed_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The events that touched message `id`, oldest first (at most `limit`, the newest ones).
+pub async fn message_history(pool: &PgPool, id: i64, limit: i64) -> sqlx::Result<Vec<EventRow>> {
+    sqlx::query_as(
+        "SELECT * FROM (
+             SELECT id, type, at, folder_id, message_id, data FROM events
+             WHERE message_id = $1 ORDER BY id DESC LIMIT $2
+         ) e ORDER BY id",
+    )
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records flags the IMAP server confirmed after a STORE made through the API, with the
+/// `message.updated` event naming `actor`, so the caller reads its own write at once. The
+/// watcher later sees the same flags and records nothing more. Returns the message as it is
+/// now, or `None` when it is gone from the mirror (or from this generation).
+pub async fn record_flag_write(
+    pool: &PgPool,
+    id: i64,
+    uidvalidity: i64,
+    flags: &[String],
+    modseq: Option<i64>,
+    actor: &str,
+) -> sqlx::Result<Option<MessageRow>> {
+    let mut tx = pool.begin().await?;
+    crate::events::lock_event_writers(&mut tx).await?;
+    let current: Option<(i64, Vec<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT folder_id, flags, modseq FROM messages WHERE id = $1 AND uidvalidity = $2 FOR UPDATE",
+    )
+    .bind(id)
+    .bind(uidvalidity)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((folder_id, before, old_modseq)) = current else {
+        return Ok(None);
+    };
+    let f = flagpost_domain::Flags::new(flags.iter().cloned());
+    let after: Vec<String> = f.as_slice().to_vec();
+    // An older answer than what the mirror already has (the watcher was quicker) changes
+    // nothing.
+    let stale = matches!((old_modseq, modseq), (Some(old), Some(new)) if new < old);
+    if !stale && after != before {
+        sqlx::query(
+            "UPDATE messages SET flags = $2, modseq = COALESCE($3, modseq), updated_at = now(),
+                 answered_at = CASE
+                     WHEN '\\Answered' = ANY ($2) AND NOT answered THEN now()
+                     WHEN NOT ('\\Answered' = ANY ($2)) THEN NULL
+                     ELSE answered_at END
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&after)
+        .bind(modseq)
+        .execute(&mut *tx)
+        .await?;
+        crate::events::append_events(
+            &mut tx,
+            &[NewEvent {
+                kind: EventType::MessageUpdated,
+                folder_id,
+                message_id: Some(id),
+                data: json!({
+                    "before": { "flags": before },
+                    "after": {
+                        "flags": f.as_slice(),
+                        "status": f.status().as_str(),
+                        "flagged": f.flagged(),
+                        "seen": f.seen(),
+                    },
+                    "actor": actor,
+                }),
+            }],
+        )
+        .await?;
+    } else if !stale && modseq.is_some() {
+        sqlx::query("UPDATE messages SET modseq = GREATEST(modseq, $2) WHERE id = $1")
+            .bind(id)
+            .bind(modseq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    message(pool, id).await
+}
+
+/// The highest event id (0 when there is none).
+pub async fn max_event_id(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM events")
+        .fetch_one(pool)
+        .await
+}
