@@ -278,14 +278,89 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
+/// How long a credential found valid in the database is trusted without asking again.
+/// Revocations evict at once: in this process directly, from other processes through
+/// `NOTIFY flagpost_revocations` (see `hub`); the TTL only bounds a notification lost while the
+/// listener reconnected.
+const CREDENTIAL_TTL: Duration = Duration::from_secs(10);
+
+/// Recently validated sessions and tokens, so a request does not cost a database round trip
+/// just to learn that its credential is still valid.
+#[derive(Debug, Default)]
+pub struct CredentialCache {
+    sessions: Mutex<HashMap<String, (String, Instant)>>,
+    tokens: Mutex<HashMap<Vec<u8>, (flagpost_store::auth::TokenRow, Instant)>>,
+}
+
+impl CredentialCache {
+    fn session(&self, jti: &str, username: &str) -> bool {
+        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(jti)
+            .is_some_and(|(u, at)| u == username && at.elapsed() < CREDENTIAL_TTL)
+    }
+
+    fn remember_session(&self, jti: &str, username: &str) {
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 50_000 {
+            map.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_TTL);
+        }
+        map.insert(jti.to_owned(), (username.to_owned(), Instant::now()));
+    }
+
+    fn token(&self, digest: &[u8]) -> Option<flagpost_store::auth::TokenRow> {
+        let map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(digest)
+            .filter(|(_, at)| at.elapsed() < CREDENTIAL_TTL)
+            .map(|(row, _)| row.clone())
+    }
+
+    fn remember_token(&self, digest: Vec<u8>, row: flagpost_store::auth::TokenRow) {
+        let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 50_000 {
+            map.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_TTL);
+        }
+        map.insert(digest, (row, Instant::now()));
+    }
+
+    /// Forgets a revoked credential (`session:<id>` or `token:<id>`).
+    pub fn evict(&self, what: &str) {
+        if let Some(jti) = what.strip_prefix("session:") {
+            self.sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(jti);
+        } else if let Some(id) = what
+            .strip_prefix("token:")
+            .and_then(|i| i.parse::<i64>().ok())
+        {
+            self.tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, (row, _)| row.id != id);
+        }
+    }
+}
+
 /// Resolves a presented bearer token or session cookie to the principal it stands for.
 pub async fn authenticate(state: &AppState, presented: &str) -> Result<Principal, ApiError> {
     let invalid =
         || ApiError::Unauthorized("the session or token is invalid, expired or revoked".into());
+    let cache = state.hub.credentials();
     if presented.starts_with(TOKEN_PREFIX) {
-        let row = flagpost_store::auth::token_by_secret(&state.pool, &token_digest(presented))
-            .await?
-            .ok_or_else(invalid)?;
+        let digest = token_digest(presented);
+        let row = match cache.token(&digest) {
+            Some(row) => row,
+            None => {
+                let row = flagpost_store::auth::token_by_secret(&state.pool, &digest)
+                    .await?
+                    .ok_or_else(invalid)?;
+                cache.remember_token(digest, row.clone());
+                row
+            }
+        };
+        if row.expires_at.is_some_and(|t| t <= Utc::now()) {
+            return Err(invalid());
+        }
         let scopes =
             Scopes::parse(row.scopes.iter().map(String::as_str)).map_err(ApiError::internal)?;
         return Ok(Principal {
@@ -296,8 +371,11 @@ pub async fn authenticate(state: &AppState, presented: &str) -> Result<Principal
         });
     }
     let claims = state.keys.verify(presented).ok_or_else(invalid)?;
-    if !flagpost_store::auth::session_active(&state.pool, &claims.jti, &claims.sub).await? {
-        return Err(invalid());
+    if !cache.session(&claims.jti, &claims.sub) {
+        if !flagpost_store::auth::session_active(&state.pool, &claims.jti, &claims.sub).await? {
+            return Err(invalid());
+        }
+        cache.remember_session(&claims.jti, &claims.sub);
     }
     let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or_else(invalid)?;
     Ok(Principal {

@@ -30,6 +30,8 @@ pub const PAGE: i64 = 500;
 const CHANNEL_BATCHES: usize = 256;
 /// How often the feed is read even without a notification.
 const SAFETY_POLL: Duration = Duration::from_secs(2);
+/// How often the ACL snapshot is re-read even without a folder event.
+const ACCESS_RELOAD: Duration = Duration::from_secs(30);
 
 /// An event as the API renders it (contract §5 "Event").
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -123,6 +125,7 @@ struct Inner {
     head: AtomicI64,
     access: RwLock<Arc<Access>>,
     service_user: Arc<str>,
+    credentials: crate::auth::CredentialCache,
 }
 
 impl Hub {
@@ -135,6 +138,7 @@ impl Hub {
                 head: AtomicI64::new(0),
                 access: RwLock::new(Arc::new(Access::new(Vec::new(), service_user.clone()))),
                 service_user,
+                credentials: crate::auth::CredentialCache::default(),
             }),
         }
     }
@@ -142,6 +146,17 @@ impl Hub {
     /// The last event id broadcast.
     pub fn head(&self) -> i64 {
         self.inner.head.load(Ordering::SeqCst)
+    }
+
+    /// Recently validated credentials.
+    pub fn credentials(&self) -> &crate::auth::CredentialCache {
+        &self.inner.credentials
+    }
+
+    /// Forgets a revoked credential here and tells this process's streams.
+    pub fn revoked(&self, what: &str) {
+        self.inner.credentials.evict(what);
+        let _ = self.inner.revocations.send(what.into());
     }
 
     /// The latest ACL snapshot.
@@ -190,6 +205,9 @@ impl Hub {
         }
         let _ = self.load_access(&pool).await;
         let mut listener = None;
+        // ACL changes always come with a folder event, which reloads the snapshot; this is only
+        // a backstop.
+        let mut next_access_reload = tokio::time::Instant::now() + ACCESS_RELOAD;
         loop {
             if listener.is_none() {
                 match sqlx::postgres::PgListener::connect_with(&pool).await {
@@ -222,10 +240,16 @@ impl Hub {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(SAFETY_POLL) => self.read_new(&pool).await,
+                _ = tokio::time::sleep(SAFETY_POLL) => {
+                    self.read_new(&pool).await;
+                    if tokio::time::Instant::now() >= next_access_reload {
+                        let _ = self.load_access(&pool).await;
+                        next_access_reload = tokio::time::Instant::now() + ACCESS_RELOAD;
+                    }
+                }
                 n = notified => match n {
                     Some(Ok(n)) if n.channel() == flagpost_store::auth::REVOCATIONS_CHANNEL => {
-                        let _ = self.inner.revocations.send(n.payload().into());
+                        self.revoked(n.payload());
                     }
                     Some(Ok(_)) => self.read_new(&pool).await,
                     Some(Err(e)) => {

@@ -91,12 +91,14 @@ impl AppState {
             .await?
             .into_bytes(),
         };
+        let hub = Hub::new(config.service_user.as_str().into());
+        hub.load_access(&pool).await?;
         Ok(AppState {
             gateway,
             keys: Arc::new(SessionKeys::new(&secret, config.session_ttl)),
             admins: Arc::new(config.admins.iter().cloned().collect()),
             throttle: Arc::default(),
-            hub: Hub::new(config.service_user.as_str().into()),
+            hub,
             shutdown,
             shutting_down: Arc::default(),
             metrics,
@@ -104,8 +106,14 @@ impl AppState {
         })
     }
 
-    /// The ACLs as the database has them now.
+    /// The current ACL snapshot (kept fresh by the hub; handlers that change an ACL refresh it
+    /// before they answer).
     pub async fn access(&self) -> Result<Arc<Access>, ApiError> {
+        Ok(self.hub.access())
+    }
+
+    /// Re-reads the ACL snapshot now (after this process changed an ACL).
+    pub async fn refresh_access(&self) -> Result<Arc<Access>, ApiError> {
         Ok(self.hub.load_access(&self.pool).await?)
     }
 }

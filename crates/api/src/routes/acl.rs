@@ -88,7 +88,7 @@ async fn folder_for_acl(
 }
 
 async fn acl_out(state: &AppState, principal: &Principal, folder_id: i64) -> ApiResult<AclOut> {
-    let access = state.access().await?;
+    let access = state.refresh_access().await?;
     let entries = flagpost_store::folders::acl(&state.pool, folder_id).await?;
     Ok(AclOut {
         entries: entries

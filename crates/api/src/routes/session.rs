@@ -164,6 +164,7 @@ pub async fn logout(
         ));
     };
     flagpost_store::auth::revoke_session(&state.pool, id).await?;
+    state.hub.revoked(&format!("session:{id}"));
     let mut cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
     if is_https(&headers) {
         cookie.push_str("; Secure");

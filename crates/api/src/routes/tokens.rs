@@ -195,6 +195,7 @@ pub async fn revoke(
     principal.need_admin()?;
     let id = parse_id(&id).ok_or_else(|| ApiError::NotFound("no such token".into()))?;
     if flagpost_store::auth::revoke_token(&state.pool, id).await? {
+        state.hub.revoked(&format!("token:{id}"));
         tracing::info!(token.id = id, by = %principal.username, "integration token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {
