@@ -420,6 +420,115 @@ async fn expected_flags_precondition_conflicts_on_other_flags() {
 }
 
 #[tokio::test]
+async fn without_condstore_flags_preconditions_still_work() {
+    let caps: Vec<String> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
+        .iter()
+        .filter(|c| !matches!(**c, "CONDSTORE" | "QRESYNC"))
+        .map(|c| (*c).to_owned())
+        .collect();
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        capabilities: Some(caps),
+        ..DovecotOptions::default()
+    })
+    .await
+    .unwrap();
+    dovecot.add_user("support", "support-pw").unwrap();
+    dovecot.add_user(SERVICE_USER, "service-pw").unwrap();
+    dovecot.create_folder("support", "Queue").await.unwrap();
+    dovecot
+        .set_acl("support", "Queue", SERVICE_USER, "lrswa")
+        .await
+        .unwrap();
+    let uid = dovecot
+        .append(
+            "support",
+            "Queue",
+            &message("no condstore", "c@example.org"),
+        )
+        .await
+        .unwrap();
+    let (uidvalidity, _, modseq) = server_message(&dovecot, SERVICE_USER, QUEUE, uid).await;
+    let w = writer(&dovecot);
+    assert!(
+        !w.capabilities()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c == "CONDSTORE")
+    );
+
+    let out = w
+        .store_flags(QUEUE, uidvalidity, uid, &["\\Flagged"], &[], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        StoreOutcome::Stored {
+            flags: vec!["\\Flagged".into()],
+            modseq: None
+        }
+    );
+
+    let err = w
+        .store_flags(
+            QUEUE,
+            uidvalidity,
+            uid,
+            &["\\Seen"],
+            &[],
+            Some(Expect::ModSeq(modseq)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, WriteError::ModSeqUnsupported { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.http_status(), 412);
+
+    let out = w
+        .store_flags(
+            QUEUE,
+            uidvalidity,
+            uid,
+            &["\\Seen"],
+            &[],
+            Some(Expect::Flags(vec![])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        StoreOutcome::Conflict {
+            flags: vec!["\\Flagged".into()],
+            modseq: None
+        }
+    );
+    let out = w
+        .store_flags(
+            QUEUE,
+            uidvalidity,
+            uid,
+            &["\\Seen"],
+            &["\\Flagged"],
+            Some(Expect::Flags(vec!["\\Flagged".into()])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        StoreOutcome::Stored {
+            flags: vec!["\\Seen".into()],
+            modseq: None
+        }
+    );
+    assert_eq!(
+        server_state(&dovecot, "support", "Queue").await.unwrap()[&uid],
+        flag_set(["\\Seen"])
+    );
+}
+
+#[tokio::test]
 async fn store_without_the_rights_is_not_permitted_instead_of_silently_dropped() {
     let dovecot = fixture().await;
     let uid = dovecot
