@@ -280,11 +280,19 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    let body = state
+    let mut body = state
         .metrics
         .as_ref()
         .map(PrometheusHandle::render)
         .unwrap_or_default();
+    // Watcher states are read from the mirror, so they hold across restarts and processes.
+    if let Ok(counts) = flagpost_store::api::sync_state_counts(&state.pool).await {
+        body.push_str("# HELP flagpost_folders Watched folders by sync state.\n");
+        body.push_str("# TYPE flagpost_folders gauge\n");
+        for (s, n) in counts {
+            body.push_str(&format!("flagpost_folders{{state=\"{s}\"}} {n}\n"));
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -340,6 +340,7 @@ async fn poll_one(
         }
     }
     crate::sync::examine_folder(conn, &ctx.pool, folder_id, imap_name).await?;
-    sync_selected(conn, &ctx.pool, folder_id).await?;
+    let report = sync_selected(conn, &ctx.pool, folder_id).await?;
+    crate::watch::record_sync(&report);
     Ok(())
 }

@@ -126,6 +126,7 @@ pub async fn watch_folder(
         let Err(e) = result else { return };
         let reason = e.to_string();
         tracing::warn!(folder.id = folder_id, error = %reason, "watcher failed; reconnecting");
+        metrics::counter!("flagpost_imap_reconnects_total").increment(1);
         let _ = flagpost_store::folders::set_sync_state(
             &ctx.pool,
             folder_id,
@@ -145,6 +146,26 @@ pub async fn watch_folder(
     }
 }
 
+/// Counts a sync step for `/metrics`: resyncs by kind, UIDVALIDITY resets, and the changes
+/// written (each one an event).
+pub(crate) fn record_sync(report: &crate::sync::SyncReport) {
+    let kind = match report.kind {
+        crate::sync::SyncKind::Incremental => "incremental",
+        crate::sync::SyncKind::FullScan => "full_scan",
+    };
+    metrics::counter!("flagpost_imap_syncs_total", "kind" => kind).increment(1);
+    if report.reset {
+        metrics::counter!("flagpost_imap_uidvalidity_resets_total").increment(1);
+    }
+    let a = &report.applied;
+    metrics::counter!("flagpost_events_written_total", "type" => "message.added")
+        .increment(a.added as u64);
+    metrics::counter!("flagpost_events_written_total", "type" => "message.updated")
+        .increment(a.updated as u64);
+    metrics::counter!("flagpost_events_written_total", "type" => "message.removed")
+        .increment(a.removed as u64);
+}
+
 async fn watch_once(
     ctx: &MirrorContext,
     folder_id: i64,
@@ -156,6 +177,7 @@ async fn watch_once(
     let mut conn = ctx.connect().await?;
     crate::sync::examine_folder(&mut conn, &ctx.pool, folder_id, imap_name).await?;
     let report = sync_selected(&mut conn, &ctx.pool, folder_id).await?;
+    record_sync(&report);
     tracing::info!(folder.id = folder_id, kind = ?report.kind, reset = report.reset,
         fetched = report.fetched_full, flag_records = report.flag_records, added = report.applied.added,
         updated = report.applied.updated, removed = report.applied.removed, "folder synced");
@@ -188,6 +210,7 @@ async fn watch_once(
         };
         if changed {
             let report = sync_selected(&mut conn, &ctx.pool, folder_id).await?;
+            record_sync(&report);
             tracing::debug!(folder.id = folder_id, kind = ?report.kind, flag_records = report.flag_records,
                 added = report.applied.added, updated = report.applied.updated,
                 removed = report.applied.removed, "folder resynced");

@@ -346,3 +346,14 @@ pub async fn max_event_id(pool: &PgPool) -> sqlx::Result<i64> {
         .fetch_one(pool)
         .await
 }
+
+/// Watched folders per sync state (`live`, `polling`, `connecting`, `error`).
+pub async fn sync_state_counts(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT s.state, count(f.id) FROM unnest(ARRAY['live', 'polling', 'connecting', 'error']) AS s(state)
+         LEFT JOIN folders f ON f.sync_state = s.state AND f.removed_at IS NULL
+         GROUP BY s.state ORDER BY s.state",
+    )
+    .fetch_all(pool)
+    .await
+}

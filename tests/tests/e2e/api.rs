@@ -678,3 +678,52 @@ async fn integration_tokens_act_within_their_scopes_and_stop_at_once_when_revoke
     );
     let _ = &f.serve;
 }
+
+#[tokio::test]
+async fn metrics_describe_the_service_and_shutdown_ends_open_streams() {
+    let f = fixture().await.unwrap();
+    let alice = f.api.login("alice", "alice-pw").await.unwrap();
+    let mut stream = f
+        .api
+        .stream("/api/v1/events/stream", &alice, &[])
+        .await
+        .unwrap();
+    f.dovecot
+        .store("support", "Queue", f.queue_uids[0], "+FLAGS (\\Flagged)")
+        .await
+        .unwrap();
+    stream
+        .until(WAIT, |e| e.event.as_deref() == Some("message.updated"))
+        .await
+        .unwrap();
+
+    let r = f
+        .api
+        .send("GET", "/metrics", None, None, &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    for series in [
+        "flagpost_http_request_duration_seconds_bucket",
+        "flagpost_sse_clients 1",
+        "flagpost_folders{state=\"live\"} 3",
+        "flagpost_imap_syncs_total{kind=\"full_scan\"}",
+        "flagpost_events_written_total{type=\"message.updated\"}",
+    ] {
+        assert!(
+            r.text.contains(series),
+            "/metrics lacks {series}:\n{}",
+            r.text
+        );
+    }
+
+    // SIGTERM: the open stream ends and the process exits cleanly instead of waiting for it.
+    let Fixture { serve, dovecot, .. } = f;
+    let status = serve.stop().await.unwrap();
+    assert!(status.success(), "flagpost serve exited with {status}");
+    assert!(
+        stream.ends_within(WAIT).await.unwrap(),
+        "the stream ended with the server"
+    );
+    drop(dovecot);
+}

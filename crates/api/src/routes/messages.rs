@@ -394,6 +394,7 @@ pub async fn patch(
             )
             .await?
             .ok_or_else(|| not_found("message"))?;
+            metrics::counter!("flagpost_api_flag_changes_total").increment(1);
             Ok(with_etag(now.json, &now.etag))
         }
         FlagOutcome::Conflict => Err(ApiError::PreconditionFailed(
