@@ -88,6 +88,10 @@ pub(crate) async fn fixture() -> Result<Fixture> {
 }
 
 impl Fixture {
+    fn db_url(&self) -> String {
+        self._db.url()
+    }
+
     async fn folder_id(&self, token: &str, name: &str) -> Result<String> {
         let r = self.api.get("/api/v1/folders", token).await?;
         r.json["folders"]
@@ -726,4 +730,85 @@ async fn metrics_describe_the_service_and_shutdown_ends_open_streams() {
         "the stream ended with the server"
     );
     drop(dovecot);
+}
+
+#[tokio::test]
+async fn tokens_made_on_the_command_line_work_and_revoke_at_once() {
+    let f = fixture().await.unwrap();
+    let env = vec![("FLAGPOST_DATABASE_URL", f.db_url())];
+    let out = crate::run_flagpost(
+        &[
+            "token",
+            "create",
+            "--identity",
+            "alice",
+            "--scope",
+            "read,write",
+            "--name",
+            "crm",
+        ],
+        &env,
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().last().unwrap().trim().to_owned();
+    assert!(
+        token.starts_with("fpt_") && !token.contains(' '),
+        "last line is the token alone: {stdout:?}"
+    );
+
+    let r = f.api.get("/api/v1/me", &token).await.unwrap();
+    assert_eq!(
+        r.json,
+        json!({ "username": "alice", "admin": false, "scopes": ["read", "write"] })
+    );
+
+    let out = crate::run_flagpost(&["token", "list"], &env).await.unwrap();
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listing.contains("crm") && !listing.contains(&token),
+        "{listing}"
+    );
+    let id = listing
+        .lines()
+        .find(|l| l.contains("crm"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let out = crate::run_flagpost(&["token", "revoke", &id], &env)
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    // Revoked in another process: the server hears of it through NOTIFY and refuses at once
+    // (within the notification's delivery, well under the credential cache's 10 s).
+    eventually(
+        Duration::from_secs(5),
+        "the revoked token refused",
+        || async { Ok((f.api.get("/api/v1/me", &token).await?.status == 401).then_some(())) },
+    )
+    .await
+    .unwrap();
+    // Bad scopes are a usage error.
+    let out = crate::run_flagpost(
+        &[
+            "token",
+            "create",
+            "--identity",
+            "alice",
+            "--scope",
+            "root",
+            "--name",
+            "x",
+        ],
+        &env,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
