@@ -11,6 +11,7 @@ pub mod hub;
 pub mod openapi;
 pub mod routes;
 mod web;
+pub mod webhooks;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub struct ApiConfig {
     pub session_ttl: Duration,
     /// Origins allowed by CORS; empty: CORS is off.
     pub cors_origins: Vec<String>,
+    /// Webhook delivery settings.
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 /// What every handler can reach.
@@ -69,6 +72,10 @@ pub struct AppState {
     pub hub: Hub,
     /// Cancelled on shutdown: streams end.
     pub shutdown: CancellationToken,
+    /// Webhook delivery settings.
+    pub webhook_config: webhooks::WebhookConfig,
+    /// Signalled when webhooks change, so the worker looks at once.
+    pub webhooks_changed: Arc<tokio::sync::Notify>,
     shutting_down: Arc<AtomicBool>,
     metrics: Option<PrometheusHandle>,
 }
@@ -100,6 +107,8 @@ impl AppState {
             throttle: Arc::default(),
             hub,
             shutdown,
+            webhook_config: config.webhooks.clone(),
+            webhooks_changed: Arc::default(),
             shutting_down: Arc::default(),
             metrics,
             pool,
@@ -132,7 +141,7 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
 
 /// The application's router.
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
-    use routes::{acl, events, folders, messages, session, tokens};
+    use routes::{acl, events, folders, messages, session, tokens, webhooks};
     let api = Router::new()
         .route("/session", post(session::login).delete(session::logout))
         .route("/me", get(session::me))
@@ -149,6 +158,19 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .route("/events/stream", get(events::stream))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::patch)
+                .delete(webhooks::delete),
+        )
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/webhooks/{id}/deliveries/{delivery_id}/replay",
+            post(webhooks::replay),
+        )
+        .route("/webhooks/{id}/ping", post(webhooks::ping))
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let mut app = Router::new()
@@ -321,6 +343,7 @@ pub async fn serve(
     let shutdown = state.shutdown.clone();
     let flag = state.shutting_down.clone();
     let hub = tokio::spawn(state.hub.clone().run(state.pool.clone(), shutdown.clone()));
+    let worker = tokio::spawn(webhooks::run(state.clone(), shutdown.clone()));
     let app = router(state, config);
     let result = axum::serve(
         listener,
@@ -332,5 +355,6 @@ pub async fn serve(
     })
     .await;
     let _ = hub.await;
+    let _ = worker.await;
     result
 }

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{acl, events, folders, messages, session, tokens};
+use crate::routes::{acl, events, folders, messages, session, tokens, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,8 @@ use crate::routes::{acl, events, folders, messages, session, tokens};
         messages::list, messages::get, messages::patch,
         events::list, events::stream,
         tokens::create, tokens::list, tokens::revoke,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::patch, webhooks::delete,
+        webhooks::deliveries, webhooks::replay, webhooks::ping,
     ),
     components(schemas(crate::error::Problem, crate::hub::EventOut)),
     modifiers(&Security),
@@ -31,6 +33,7 @@ use crate::routes::{acl, events, folders, messages, session, tokens};
         (name = "acl", description = "Folder ACLs (RFC 4314), written through to the IMAP server"),
         (name = "events", description = "The change feed and its live stream"),
         (name = "tokens", description = "Integration tokens (service admins)"),
+        (name = "webhooks", description = "Signed, ordered, retried event delivery (service admins; Standard Webhooks)"),
     )
 )]
 struct ApiDoc;

@@ -98,6 +98,10 @@ pub struct RawConfig {
     /// Seconds per webhook delivery attempt [default: 10].
     #[arg(long, env = "FLAGPOST_WEBHOOK_TIMEOUT_SECS", global = true)]
     pub webhook_timeout_secs: Option<String>,
+    /// Milliseconds before a failed webhook delivery is retried the first time; later retries
+    /// grow from it, about a day in all [default: 5000].
+    #[arg(long, env = "FLAGPOST_WEBHOOK_RETRY_BASE_MS", global = true)]
+    pub webhook_retry_base_ms: Option<String>,
     /// Tracing filter [default: info].
     #[arg(long, env = "FLAGPOST_LOG", global = true)]
     pub log: Option<String>,
@@ -224,6 +228,8 @@ pub struct Config {
     pub webhook_allow_private: bool,
     /// Per-attempt webhook timeout.
     pub webhook_timeout: Duration,
+    /// First webhook retry delay.
+    pub webhook_retry_base: Duration,
     /// Tracing filter.
     pub log: String,
     /// Log format.
@@ -533,6 +539,12 @@ impl Config {
                 "FLAGPOST_WEBHOOK_ALLOW_PRIVATE",
                 &raw.webhook_allow_private,
             )?,
+            webhook_retry_base: Duration::from_millis(parse_number(
+                "FLAGPOST_WEBHOOK_RETRY_BASE_MS",
+                &raw.webhook_retry_base_ms,
+                5000,
+                1..=3_600_000,
+            )?),
             webhook_timeout: parse_secs(
                 "FLAGPOST_WEBHOOK_TIMEOUT_SECS",
                 &raw.webhook_timeout_secs,

@@ -312,6 +312,11 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             .map(|s| s.expose().as_bytes().to_vec()),
         session_ttl: config.session_ttl,
         cors_origins: config.cors_origins.clone(),
+        webhooks: flagpost_api::webhooks::WebhookConfig {
+            allow_private: config.webhook_allow_private,
+            timeout: config.webhook_timeout,
+            retry_base: config.webhook_retry_base,
+        },
     };
     let backend = gateway::ImapBackend::new(
         imap.settings.clone(),

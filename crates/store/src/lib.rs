@@ -6,6 +6,7 @@ pub mod auth;
 pub mod events;
 pub mod folders;
 pub mod messages;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -18,14 +18,19 @@ const WAIT: Duration = Duration::from_secs(15);
 /// not mirrored: the service account lacks `a`). carol is a service admin without IMAP rights.
 pub(crate) struct Fixture {
     pub(crate) dovecot: Dovecot,
-    _db: TestDatabase,
+    pub(crate) _db: TestDatabase,
     pub(crate) serve: Serve,
     pub(crate) api: Api,
     pub(crate) queue_uids: Vec<u32>,
-    sales_uid: u32,
+    pub(crate) sales_uid: u32,
 }
 
 pub(crate) async fn fixture() -> Result<Fixture> {
+    fixture_with(&[]).await
+}
+
+/// The fixture with extra `flagpost serve` settings.
+pub(crate) async fn fixture_with(extra: &[(&'static str, String)]) -> Result<Fixture> {
     let dovecot = support_fixture().await?;
     dovecot.add_user_ready("carol", "carol-pw").await?;
     dovecot.add_user_ready("dave", "dave-pw").await?;
@@ -60,6 +65,7 @@ pub(crate) async fn fixture() -> Result<Fixture> {
     let mut env = flagpost_env(&dovecot, &db);
     env.push(("FLAGPOST_ADMINS", "carol".into()));
     env.push(("FLAGPOST_ACL_POLL_SECS", "1".into()));
+    env.extend(extra.iter().cloned());
     let serve = Serve::start(&env).await?;
     let api = Api::new(serve.addr);
     // Ready when the admin sees all three folders live with their messages.
@@ -88,11 +94,11 @@ pub(crate) async fn fixture() -> Result<Fixture> {
 }
 
 impl Fixture {
-    fn db_url(&self) -> String {
+    pub(crate) fn db_url(&self) -> String {
         self._db.url()
     }
 
-    async fn folder_id(&self, token: &str, name: &str) -> Result<String> {
+    pub(crate) async fn folder_id(&self, token: &str, name: &str) -> Result<String> {
         let r = self.api.get("/api/v1/folders", token).await?;
         r.json["folders"]
             .as_array()

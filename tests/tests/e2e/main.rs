@@ -11,6 +11,7 @@ mod model;
 mod ops;
 mod rights;
 mod schema;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -105,6 +106,13 @@ impl Serve {
     /// The log so far.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Kills the process (SIGKILL): no graceful shutdown.
+    pub async fn kill(mut self) -> Result<()> {
+        let mut child = self.child.take().expect("running");
+        child.kill().await?;
+        Ok(())
     }
 
     /// Sends SIGTERM and waits for a clean exit.

@@ -6,3 +6,4 @@ pub mod folders;
 pub mod messages;
 pub mod session;
 pub mod tokens;
+pub mod webhooks;

@@ -2,9 +2,28 @@
 //! the harness (anything whose command line names the harness folder) is still running, or when
 //! an instance folder was left behind.
 //!
-//! Servers that are shutting down get a grace period (polled, not slept through).
+//! Servers that are shutting down get a grace period (polled, not slept through). Instances are
+//! named `<kind>-<test pid>-<suffix>`; those whose test process is still running belong to
+//! another run in progress on the same machine and are not counted.
 
 use std::time::{Duration, Instant};
+
+/// The test process that owns the instance folder `name` (`dovecot-123-abc` → 123), when it is
+/// still running.
+fn owner_alive(name: &str) -> bool {
+    name.split('-')
+        .nth(1)
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// The instance folder a command line names under `root`, if any.
+fn instance_of<'a>(cmdline: &'a str, root: &str) -> Option<&'a str> {
+    let rest = &cmdline[cmdline.find(root)? + root.len()..];
+    rest.trim_start_matches('/')
+        .split(['/', ' ', '\'', '"'])
+        .next()
+}
 
 fn leaked_processes(root: &str) -> Vec<String> {
     let me = std::process::id().to_string();
@@ -28,7 +47,8 @@ fn leaked_processes(root: &str) -> Vec<String> {
             let zombie = stat
                 .rsplit_once(") ")
                 .is_some_and(|(_, s)| s.starts_with('Z'));
-            (!zombie && cmdline.contains(root)).then(|| {
+            let others = instance_of(&cmdline, root).is_some_and(owner_alive);
+            (!zombie && cmdline.contains(root) && !others).then(|| {
                 format!(
                     "pid {}: {}",
                     e.file_name().to_string_lossy(),
@@ -43,6 +63,7 @@ fn leftover_dirs(root: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(root)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
+                .filter(|e| !owner_alive(&e.file_name().to_string_lossy()))
                 .map(|e| e.path().display().to_string())
                 .collect()
         })
