@@ -87,7 +87,7 @@ pub struct FolderView {
     pub uidvalidity: Option<i64>,
 }
 
-/// Watched folders among `ids`, by name, with their counts.
+/// Watched folders among `ids`, by name, with their counts (kept by triggers, migration 0005).
 pub async fn folder_views(pool: &PgPool, ids: &[i64]) -> sqlx::Result<Vec<FolderView>> {
     sqlx::query_as(
         "SELECT f.id, f.name, f.imap_name,
@@ -96,13 +96,7 @@ pub async fn folder_views(pool: &PgPool, ids: &[i64]) -> sqlx::Result<Vec<Folder
                 COALESCE(c.flagged, 0) AS flagged, COALESCE(c.deleted, 0) AS deleted,
                 f.sync_state, f.last_synced_at, f.sync_error, f.uidvalidity
          FROM folders f
-         LEFT JOIN LATERAL (
-             SELECT count(*) FILTER (WHERE m.status = 'pending') AS pending,
-                    count(*) FILTER (WHERE m.status = 'answered') AS answered,
-                    count(*) FILTER (WHERE m.flagged AND NOT m.deleted) AS flagged,
-                    count(*) FILTER (WHERE m.deleted) AS deleted
-             FROM messages m WHERE m.folder_id = f.id AND m.uidvalidity = f.uidvalidity
-         ) c ON true
+         LEFT JOIN folder_counts c ON c.folder_id = f.id
          WHERE f.id = ANY($1) AND f.removed_at IS NULL
          ORDER BY f.name, f.id",
     )

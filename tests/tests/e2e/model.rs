@@ -229,5 +229,25 @@ async fn random_operations_end_with_an_exact_mirror_and_a_replayable_feed() {
         replay, mirror,
         "seed {seed}: replaying the events does not rebuild the mirror"
     );
+    // The counts the triggers kept through all of it equal a fresh count.
+    let kept: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT f.id, COALESCE(c.pending, 0), COALESCE(c.answered, 0), COALESCE(c.flagged, 0),
+                COALESCE(c.deleted, 0)
+         FROM folders f LEFT JOIN folder_counts c ON c.folder_id = f.id ORDER BY f.id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let fresh: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT f.id, count(m.id) FILTER (WHERE m.status = 'pending'),
+                count(m.id) FILTER (WHERE m.status = 'answered'),
+                count(m.id) FILTER (WHERE m.flagged AND NOT m.deleted),
+                count(m.id) FILTER (WHERE m.deleted)
+         FROM folders f LEFT JOIN messages m ON m.folder_id = f.id GROUP BY f.id ORDER BY f.id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, fresh, "seed {seed}: the kept folder counts drifted from a fresh count");
     assert!(serve.take().unwrap().stop().await.unwrap().success());
 }
