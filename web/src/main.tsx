@@ -20,13 +20,20 @@ async function enter(): Promise<void> {
   const hadDetail = detail.peek()?.id ?? null;
   // Stream first: events that arrive while the lists load are queued and replayed on top.
   startLive();
+  // A folder already chosen (in the URL, or kept across a re-login) loads its list alongside
+  // the folders rather than after them: one round trip less before the first rows.
+  const early = view.peek().folder ? reload() : null;
   await loadFolders();
   if (auth.value !== 'authenticated') return;
   const list = folders.value;
   const v = view.value;
   if (firstFolders && !folderFromUrl && !v.folder && list.length === 1) setView({ folder: list[0].id });
   firstFolders = false;
-  await reload();
+  if (early) {
+    await early;
+    // The folder may have turned out unavailable (the view then changed): load what is shown now.
+    await reloadIfChanged();
+  } else await reload();
   ready.value = true; // the view effect loads the detail of a selected, open message
   if (hadDetail && detail.peek()?.id === hadDetail) void loadDetail(hadDetail, true);
   // Back to the selected row (after a reload or a re-login), paging to it if need be.
@@ -59,7 +66,7 @@ onAuthChange((s) => {
 effect(() => {
   const v = view.value;
   if (auth.value !== 'authenticated' || !ready.value) return;
-  reloadIfChanged();
+  void reloadIfChanged();
   if (v.open && v.selected) {
     if (detail.peek()?.id !== v.selected) void loadDetail(v.selected);
   } else if (detail.peek()) closeDetail();

@@ -3,6 +3,7 @@
 mod api;
 mod bola;
 mod check;
+mod dashboard;
 mod feed;
 mod harness;
 mod migrate;

@@ -59,9 +59,9 @@ export function keyOf(q: Query): string {
 }
 
 /** Reloads when the folder or a filter changed (or when forced: resync, reset, re-login). */
-export function reloadIfChanged(): void {
+export function reloadIfChanged(): Promise<void> {
   const k = keyOf(currentQuery());
-  if (k !== queryKey) void reload();
+  return k !== queryKey ? reload() : Promise.resolve();
 }
 
 export async function reload(): Promise<void> {

@@ -93,7 +93,9 @@ function open(): void {
     backoff = 500;
     liveState.value = 'live';
     liveSince.value = null;
-    scheduleFolders(0);
+    // Counts may have changed before the stream opened. At first open the folders are still
+    // loading: refresh them a little later, off the path to the first rows.
+    scheduleFolders(resumed ? 0 : 250);
     // Without an event id the server cannot replay the gap: reload instead.
     if (resumed && lastId === null) void reload();
   };
