@@ -248,6 +248,9 @@ async fn random_operations_end_with_an_exact_mirror_and_a_replayable_feed() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(kept, fresh, "seed {seed}: the kept folder counts drifted from a fresh count");
+    assert_eq!(
+        kept, fresh,
+        "seed {seed}: the kept folder counts drifted from a fresh count"
+    );
     assert!(serve.take().unwrap().stop().await.unwrap().success());
 }
