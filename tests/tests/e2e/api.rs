@@ -818,3 +818,64 @@ async fn tokens_made_on_the_command_line_work_and_revoke_at_once() {
     .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn login_answers_503_while_the_imap_server_is_down_and_the_mirror_stays_readable() {
+    let mut f = fixture().await.unwrap();
+    let carol = f.api.login("carol", "carol-pw").await.unwrap();
+    f.dovecot.stop().await.unwrap();
+    let r = f
+        .api
+        .send(
+            "POST",
+            "/api/v1/session",
+            None,
+            Some(&json!({ "username": "alice", "password": "alice-pw" })),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    // The mirror is still served, and the folders say why they are not live.
+    let folders = eventually(WAIT, "folders in error", || async {
+        let r = f.api.get("/api/v1/folders", &carol).await?;
+        let all_error = r.json["folders"]
+            .as_array()
+            .is_some_and(|fs| fs.iter().all(|f| f["sync"]["state"] == "error"));
+        Ok(all_error.then_some(r))
+    })
+    .await
+    .unwrap();
+    assert!(
+        folders.json["folders"][0]["sync"]["error"]
+            .as_str()
+            .is_some()
+    );
+    assert_eq!(folders.json["folders"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn the_openapi_command_prints_the_committed_document_and_the_server_serves_it() {
+    let out = crate::run_flagpost(&["openapi"], &[]).await.unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../openapi/openapi.json"
+    ))
+    .unwrap();
+    assert_eq!(
+        out.stdout, committed,
+        "flagpost openapi must print openapi/openapi.json"
+    );
+    let f = fixture().await.unwrap();
+    let served = f
+        .api
+        .send("GET", "/openapi.json", None, None, &[])
+        .await
+        .unwrap();
+    assert_eq!(served.text.as_bytes(), committed.as_slice());
+    let docs = f.api.send("GET", "/docs", None, None, &[]).await.unwrap();
+    assert_eq!(docs.status, 200);
+    assert!(docs.text.contains("/openapi.json") && !docs.text.contains("https://cdn"));
+}
