@@ -48,7 +48,13 @@ fn need(method: &str, path: &str) -> Option<Need> {
         ("patch", "/api/v1/messages/{id}") => Need::Write,
         ("get", "/api/v1/folders/{id}/acl")
         | ("put" | "delete", "/api/v1/folders/{id}/acl/{identifier}") => Need::Acl,
-        ("get" | "post", "/api/v1/tokens") | ("delete", "/api/v1/tokens/{id}") => Need::Admin,
+        ("get" | "post", "/api/v1/tokens")
+        | ("delete", "/api/v1/tokens/{id}")
+        | ("get" | "post", "/api/v1/webhooks")
+        | ("get" | "patch" | "delete", "/api/v1/webhooks/{id}")
+        | ("get", "/api/v1/webhooks/{id}/deliveries")
+        | ("post", "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay")
+        | ("post", "/api/v1/webhooks/{id}/ping") => Need::Admin,
         _ => return None,
     })
 }
@@ -205,6 +211,8 @@ async fn every_route_answers_every_kind_of_caller_as_the_contract_says() {
     let mut env = flagpost_env(&dovecot, &db);
     env.push(("FLAGPOST_ADMINS", "carol".into()));
     env.push(("FLAGPOST_JWT_SECRET", SECRET.into()));
+    // Webhook targets on loopback (nothing listens there: deliveries just fail).
+    env.push(("FLAGPOST_WEBHOOK_ALLOW_PRIVATE", "true".into()));
     let serve = Serve::start(&env).await.unwrap();
     let api = Api::new(serve.addr);
 
@@ -242,6 +250,33 @@ async fn every_route_answers_every_kind_of_caller_as_the_contract_says() {
             )
         }
     };
+    let make_webhook = || {
+        let api = api.clone();
+        let carol = carol.clone();
+        async move {
+            let body = json!({ "url": "http://127.0.0.1:9/hook", "events": ["message.updated"] });
+            let r = api
+                .send("POST", "/api/v1/webhooks", Some(&carol), Some(&body), &[])
+                .await
+                .unwrap();
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.json["id"].as_str().unwrap().to_owned()
+        }
+    };
+    // A webhook with a delivery to replay: a flag change, then the (failing) attempt.
+    let hook = make_webhook().await;
+    dovecot
+        .store("support", "Queue", uid, "+FLAGS (\\Flagged)")
+        .await
+        .unwrap();
+    let delivery = eventually(std::time::Duration::from_secs(15), "a delivery", || async {
+        let r = api
+            .get(&format!("/api/v1/webhooks/{hook}/deliveries"), &carol)
+            .await?;
+        Ok(r.json["deliveries"][0]["id"].as_str().map(str::to_owned))
+    })
+    .await
+    .unwrap();
     let (read_token, _) = make_token(&["read"]).await;
     let (write_token, _) = make_token(&["write"]).await;
 
@@ -275,15 +310,21 @@ async fn every_route_answers_every_kind_of_caller_as_the_contract_says() {
             let body = match need {
                 Need::Write => Some(json!({ "flagged": true })),
                 Need::Acl if method == "put" => Some(json!({ "rights": "l" })),
-                Need::Admin if method == "post" => {
+                Need::Admin if method == "post" && path == "/api/v1/tokens" => {
                     Some(json!({ "name": "t", "identity": "alice", "scopes": ["read"] }))
                 }
+                Need::Admin if method == "post" && path == "/api/v1/webhooks" => {
+                    Some(json!({ "url": "http://127.0.0.1:9/hook" }))
+                }
+                Need::Admin if method == "patch" => Some(json!({ "enabled": true })),
                 _ => None,
             };
-            let concrete = |token_id: &str| {
+            let concrete = |token_id: &str, webhook_id: &str| {
                 let p = path
                     .replace("{identifier}", "zed")
-                    .replace("/tokens/{id}", &format!("/tokens/{token_id}"));
+                    .replace("/tokens/{id}", &format!("/tokens/{token_id}"))
+                    .replace("/webhooks/{id}", &format!("/webhooks/{webhook_id}"))
+                    .replace("{delivery_id}", &delivery);
                 if p.starts_with("/api/v1/messages/") {
                     p.replace("{id}", &msg)
                 } else {
@@ -301,7 +342,7 @@ async fn every_route_answers_every_kind_of_caller_as_the_contract_says() {
                 let r = api
                     .send(
                         &method.to_uppercase(),
-                        &concrete("1"),
+                        &concrete("1", &hook),
                         token.as_deref(),
                         body.as_ref(),
                         &[],
@@ -342,7 +383,13 @@ async fn every_route_answers_every_kind_of_caller_as_the_contract_says() {
                     _ => sessions[user].clone(),
                 };
                 let (_, victim) = make_token(&["read"]).await;
-                let url = concrete(&victim);
+                // Deleting needs a webhook of its own; everything else uses the one with a delivery.
+                let webhook = if method == "delete" && path == "/api/v1/webhooks/{id}" {
+                    make_webhook().await
+                } else {
+                    hook.clone()
+                };
+                let url = concrete(&victim, &webhook);
                 let reply = if path.ends_with("/stream") {
                     // Only the status matters; the stream stays open otherwise.
                     api.send_head_only(&url, &token).await.unwrap()
