@@ -2,8 +2,10 @@
 // A stand-in for `flagpost serve` that follows docs/CONTRACT.md §5 closely enough to develop
 // and test the dashboard without Dovecot or PostgreSQL: in-memory folders, messages, ACLs,
 // sessions (cookie), the event log with SSE (Last-Event-ID / ?after=), and the test harness's
-// control endpoint (POST /store, GET /flags, GET /acl, POST /restart-flagpost, GET /fixture),
-// plus mock-only POST /append and POST /expire-sessions.
+// control endpoint (POST /store, GET /flags, GET /acl, POST /restart-flagpost, GET /fixture,
+// POST /receiver + GET /receiver/requests), plus mock-only POST /append and POST /expire-sessions.
+// Service admins (`boss`) also get webhooks (signed deliveries with retries, ping, replay) and
+// integration tokens.
 //
 //   node dev/mock-server.mjs [--port 8080] [--control-port 8081] [--big 10000] [--dist dist]
 //
@@ -11,7 +13,7 @@
 import { createServer } from 'node:http';
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join, extname, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
@@ -25,8 +27,11 @@ const SESSION_TTL_MS = Number(process.env.MOCK_SESSION_TTL_MS ?? 8 * 3600_000);
 const USERS = {
   agent: { username: 'agent', password: 'agent-pass', admin: false },
   reader: { username: 'reader', password: 'reader-pass', admin: false },
-  admin: { username: 'admin', password: 'admin-pass', admin: true },
+  // Holds `a` on the folders, like the real fixture's admin, but is no service admin.
+  admin: { username: 'admin', password: 'admin-pass', admin: false },
+  service_admin: { username: 'boss', password: 'boss-pass', admin: true },
 };
+const USER_BY_NAME = Object.fromEntries(Object.values(USERS).map((u) => [u.username, u]));
 const ORDER = 'lrswipkxtea';
 
 // ---------- data
@@ -110,7 +115,9 @@ function rightsOf(user, f) {
   for (const [id, rights] of Object.entries(acl)) if (id === `-${user}`) for (const c of rights) r.delete(c);
   return [...ORDER].filter((c) => r.has(c)).join('');
 }
-const canRead = (user, f) => { const r = rightsOf(user, f); return r.includes('l') && r.includes('r'); };
+const isAdmin = (user) => !!USER_BY_NAME[user]?.admin;
+// Service admins read every watched folder (CONTRACT §2).
+const canRead = (user, f) => { if (isAdmin(user)) return true; const r = rightsOf(user, f); return r.includes('l') && r.includes('r'); };
 
 function counts(f) {
   const c = { total: 0, pending: 0, answered: 0, flagged: 0, deleted: 0 };
@@ -139,6 +146,7 @@ function emit(type, folder_id, message_id, data) {
   events.push(ev);
   countCache.delete(folder_id);
   for (const s of streams) sendEvent(s, ev);
+  queueWebhooks(ev);
   return ev;
 }
 function visible(user, ev) {
@@ -164,6 +172,173 @@ function setFlags(m, flags, actor) {
   emit('message.updated', m.folder_id, m.id, { before: { flags: before }, after: { flags: m.flags, status: m.status, flagged: m.flagged, seen: m.seen }, actor });
 }
 
+// ---------- webhooks (Standard Webhooks signatures, retries, 410 disables) and tokens
+const EVENT_TYPES = ['message.added', 'message.updated', 'message.removed', 'folder.added', 'folder.removed', 'folder.reset', 'folder.acl_changed', 'folder.sync_changed'];
+const webhooks = new Map(); // id -> {…, secret, deliveries: []}
+const tokens = new Map(); // id -> {…, secret}
+const RETRY_MS = Number(process.env.MOCK_WEBHOOK_RETRY_MS ?? 500);
+const hookJson = ({ secret: _s, deliveries: _d, ...w }) => w;
+const deliveryJson = ({ event: _e, ...d }) => d;
+
+async function post(hook, ev) {
+  const body = JSON.stringify(ev);
+  const ts = Math.floor(Date.now() / 1000);
+  const key = Buffer.from(hook.secret.slice('whsec_'.length), 'base64');
+  const sig = createHmac('sha256', key).update(`${ev.id}.${ts}.${body}`).digest('base64');
+  const t0 = Date.now();
+  try {
+    const r = await fetch(hook.url, {
+      method: 'POST',
+      redirect: 'manual',
+      signal: AbortSignal.timeout(5000),
+      headers: { 'Content-Type': 'application/json', 'webhook-id': String(ev.id), 'webhook-timestamp': String(ts), 'webhook-signature': `v1,${sig}` },
+      body,
+    });
+    const text = await r.text().catch(() => '');
+    return { ok: r.status >= 200 && r.status < 300, status: r.status, body: text.slice(0, 1024), error: r.ok ? null : `HTTP ${r.status}`, ms: Date.now() - t0 };
+  } catch (e) {
+    return { ok: false, status: null, body: null, error: String(e.cause?.message ?? e.message), ms: Date.now() - t0 };
+  }
+}
+
+async function attempt(hook, d) {
+  if (!webhooks.has(hook.id) || !hook.enabled) return;
+  const r = await post(hook, d.event);
+  d.attempt++;
+  d.at = new Date().toISOString();
+  d.response_status = r.status;
+  d.response_body = r.body;
+  d.error = r.error;
+  d.duration_ms = r.ms;
+  if (r.ok) {
+    d.status = 'delivered';
+    d.next_attempt_at = null;
+  } else if (r.status === 410) {
+    d.status = 'failed';
+    d.next_attempt_at = null;
+    hook.enabled = false;
+    hook.disabled_reason = 'the receiver answered 410 Gone';
+  } else if (d.attempt >= 3) {
+    d.status = 'failed';
+    d.next_attempt_at = null;
+  } else {
+    const wait = RETRY_MS * 2 ** d.attempt;
+    d.next_attempt_at = new Date(Date.now() + wait).toISOString();
+    setTimeout(() => void attempt(hook, d), wait);
+  }
+}
+
+function deliver(hook, ev) {
+  const d = { id: nextId(), event_id: ev.id, attempt: 0, status: 'pending', response_status: null, response_body: null, error: null, duration_ms: null, at: null, next_attempt_at: new Date().toISOString(), event: ev };
+  hook.deliveries.unshift(d);
+  hook.deliveries.length = Math.min(hook.deliveries.length, 100);
+  setTimeout(() => void attempt(hook, d), 20);
+  return d;
+}
+
+function queueWebhooks(ev) {
+  const f = folders.find((x) => x.id === ev.folder_id);
+  for (const hook of webhooks.values()) {
+    if (!hook.enabled || (hook.events && !hook.events.includes(ev.type))) continue;
+    if (hook.folders && !hook.folders.includes(ev.folder_id)) continue;
+    if (f && !canRead(hook.identity, f)) continue;
+    deliver(hook, ev);
+  }
+}
+
+async function adminApi(req, res, method, path, user) {
+  if (!isAdmin(user)) return problem(res, 403, 'Forbidden', 'Only service admins manage webhooks and tokens.');
+  let m;
+  if (path === '/webhooks' && method === 'GET') return json(res, 200, { webhooks: [...webhooks.values()].map(hookJson) });
+  if (path === '/webhooks' && method === 'POST') {
+    const b = await body(req);
+    if (!b || typeof b.url !== 'string') return problem(res, 400, 'Bad Request', 'url is required');
+    let u;
+    try { u = new URL(b.url); } catch { return problem(res, 400, 'Bad Request', `webhook URL refused: ${JSON.stringify(b.url)} is not a URL`); }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return problem(res, 400, 'Bad Request', 'webhook URL refused: only http and https URLs are allowed');
+    const bad = (b.events ?? []).find((e) => !EVENT_TYPES.includes(e));
+    if (bad) return problem(res, 400, 'Bad Request', `unknown event type "${bad}" (known: ${EVENT_TYPES.join(', ')})`);
+    const hook = {
+      id: nextId(), url: u.toString(), identity: b.identity || user, events: b.events ?? null, folders: b.folders ?? null,
+      enabled: true, disabled_reason: null, created_at: new Date().toISOString(),
+      secret: `whsec_${randomBytes(24).toString('base64')}`, deliveries: [],
+    };
+    webhooks.set(hook.id, hook);
+    return json(res, 201, { ...hookJson(hook), secret: hook.secret });
+  }
+  if ((m = /^\/webhooks\/([^/]+)(\/.*)?$/.exec(path))) {
+    const hook = webhooks.get(decodeURIComponent(m[1]));
+    if (!hook) return problem(res, 404, 'Not Found', 'no such webhook');
+    const rest = m[2] ?? '';
+    if (!rest && method === 'GET') return json(res, 200, hookJson(hook));
+    if (!rest && method === 'PATCH') {
+      const b = await body(req);
+      if (!b) return problem(res, 400, 'Bad Request', 'JSON body expected');
+      if (typeof b.enabled === 'boolean') {
+        hook.enabled = b.enabled;
+        if (b.enabled) hook.disabled_reason = null;
+      }
+      if ('events' in b) hook.events = b.events;
+      if ('folders' in b) hook.folders = b.folders;
+      if (typeof b.url === 'string') hook.url = b.url;
+      return json(res, 200, hookJson(hook));
+    }
+    if (!rest && method === 'DELETE') {
+      webhooks.delete(hook.id);
+      res.writeHead(204);
+      return res.end();
+    }
+    if (rest === '/deliveries' && method === 'GET') return json(res, 200, { deliveries: hook.deliveries.map(deliveryJson) });
+    if (rest === '/ping' && method === 'POST') {
+      const r = await post(hook, { id: `ping_${randomBytes(12).toString('hex')}`, type: 'webhook.ping', at: new Date().toISOString(), data: { webhook_id: hook.id } });
+      return json(res, 200, { delivered: r.ok, response_status: r.status, error: r.error, duration_ms: r.ms });
+    }
+    const dm = /^\/deliveries\/([^/]+)\/replay$/.exec(rest);
+    if (dm && method === 'POST') {
+      const old = hook.deliveries.find((d) => d.id === decodeURIComponent(dm[1]));
+      if (!old) return problem(res, 404, 'Not Found', 'no such delivery');
+      return json(res, 202, deliveryJson(deliver(hook, old.event)));
+    }
+  }
+  if (path === '/tokens' && method === 'GET') return json(res, 200, { tokens: [...tokens.values()].reverse().map(({ secret: _s, ...t }) => t) });
+  if (path === '/tokens' && method === 'POST') {
+    const b = await body(req);
+    if (!b || !b.name || !b.identity) return problem(res, 400, 'Bad Request', 'name and identity are required');
+    if (!Array.isArray(b.scopes) || !b.scopes.length || b.scopes.some((x) => !['read', 'write', 'acl'].includes(x)))
+      return problem(res, 400, 'Bad Request', 'scopes must be a non-empty list of read, write, acl');
+    const t = { id: nextId(), name: b.name, identity: b.identity, scopes: b.scopes, created_at: new Date().toISOString(), last_used_at: null, expires_at: b.expires_at ?? null };
+    const secret = `fpt_${randomBytes(24).toString('base64url')}`;
+    tokens.set(t.id, { ...t, secret });
+    return json(res, 201, { ...t, token: secret });
+  }
+  if ((m = /^\/tokens\/([^/]+)$/.exec(path)) && method === 'DELETE') {
+    if (!tokens.delete(decodeURIComponent(m[1]))) return problem(res, 404, 'Not Found', 'no such live token');
+    res.writeHead(204);
+    return res.end();
+  }
+  return problem(res, 404, 'Not Found', `No route ${method} ${path}`);
+}
+
+// A receiver for webhook deliveries (control: POST /receiver, GET /receiver/requests).
+let receiver = null;
+const received = [];
+function startReceiver() {
+  if (receiver) return Promise.resolve(receiver.url);
+  return new Promise((ok) => {
+    const srv = createServer(async (req, res) => {
+      let b = '';
+      for await (const c of req) b += c;
+      received.push({ method: req.method, path: req.url, headers: req.headers, body: b });
+      res.writeHead(200, { 'Content-Type': 'text/plain' });
+      res.end('ok');
+    });
+    srv.listen(0, '127.0.0.1', () => {
+      receiver = { srv, url: `http://127.0.0.1:${srv.address().port}/hook` };
+      ok(receiver.url);
+    });
+  });
+}
+
 // ---------- http helpers
 const sessions = new Map(); // token -> {user, exp}
 function problem(res, status, title, detail, headers = {}) {
@@ -184,6 +359,8 @@ function auth(req) {
   const m = /(?:^|;\s*)flagpost_session=([^;]+)/.exec(cookie);
   const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
   const token = bearer?.[1] ?? m?.[1];
+  const t = bearer && [...tokens.values()].find((x) => x.secret === token);
+  if (t) return { user: t.identity, scopes: t.scopes, token };
   const s = token && sessions.get(token);
   if (!s || s.exp < Date.now()) return null;
   return { ...s, token };
@@ -210,7 +387,7 @@ async function api(req, res, url, path) {
   const method = req.method;
   if (path === '/session' && method === 'POST') {
     const b = await body(req);
-    const u = b && USERS[b.username];
+    const u = b && USER_BY_NAME[b.username];
     if (!u || u.password !== b.password) return problem(res, 401, 'Unauthorized', 'Wrong user name or password.');
     const token = randomBytes(18).toString('base64url');
     const exp = Date.now() + SESSION_TTL_MS;
@@ -227,7 +404,7 @@ async function api(req, res, url, path) {
     res.writeHead(204, { 'Set-Cookie': 'flagpost_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0' });
     return res.end();
   }
-  if (path === '/me') return json(res, 200, { username: user, admin: USERS[user].admin, scopes: ['read', 'write', 'acl'] });
+  if (path === '/me') return json(res, 200, { username: user, admin: isAdmin(user), scopes: s.scopes ?? ['read', 'write', 'acl'] });
   if (path === '/folders') return json(res, 200, { folders: folders.filter((f) => canRead(user, f)).map((f) => folderJson(f, user)) });
   let m;
   if ((m = /^\/folders\/([^/]+)$/.exec(path))) {
@@ -238,7 +415,7 @@ async function api(req, res, url, path) {
   if ((m = /^\/folders\/([^/]+)\/acl(?:\/(.+))?$/.exec(path))) {
     const f = folders.find((x) => x.id === decodeURIComponent(m[1]));
     if (!f || !canRead(user, f)) return problem(res, 404, 'Not Found', 'No such folder.');
-    if (!rightsOf(user, f).includes('a') && !USERS[user].admin) return problem(res, 403, 'Forbidden', 'You need the “a” right on this folder.');
+    if (!rightsOf(user, f).includes('a') && !isAdmin(user)) return problem(res, 403, 'Forbidden', 'You need the “a” right on this folder.');
     const entries = () => Object.entries(f.acl).map(([identifier, rights]) => ({ identifier, rights }));
     if (!m[2] && method === 'GET') return json(res, 200, { entries: entries(), my_rights: rightsOf(user, f) });
     const ident = decodeURIComponent(m[2] ?? '');
@@ -324,6 +501,7 @@ async function api(req, res, url, path) {
     });
     return;
   }
+  if (path.startsWith('/webhooks') || path.startsWith('/tokens')) return adminApi(req, res, method, path, user);
   if (path === '/events') {
     const after = Number(url.searchParams.get('after') ?? 0);
     const limit = Number(url.searchParams.get('limit') ?? 100);
@@ -400,6 +578,8 @@ const control = createServer(async (req, res) => {
       await restart();
       return json(res, 200, { ok: true });
     }
+    if (req.method === 'POST' && url.pathname === '/receiver') return json(res, 200, { url: await startReceiver() });
+    if (req.method === 'GET' && url.pathname === '/receiver/requests') return json(res, 200, { requests: received });
     if (req.method === 'POST' && url.pathname === '/expire-sessions') {
       for (const s of sessions.values()) s.exp = 0;
       return json(res, 200, { ok: true });

@@ -1,8 +1,11 @@
-/** Global shortcuts: j/k move, Enter open, a answered, f flag, u seen, / search, ? help, Esc close. */
+/**
+ * Global shortcuts: j/k move, Enter open, a answered, f flag, u seen, / search, ? help, Esc close.
+ * On the admin screens only ? works (there is no message list there).
+ */
 import { act } from './state/actions';
 import { auth } from './state/app';
 import { indexOf, loadMore, rows, clearNew } from './state/list';
-import { aclOpen, helpOpen } from './state/ui';
+import { aclOpen, adminSection, helpOpen } from './state/ui';
 import { setView, view } from './state/view';
 import { focusList, scrollToIndex } from './components/MessageList';
 import { focusSearch } from './components/Toolbar';
@@ -26,6 +29,7 @@ export function installKeyboard(): void {
     if (auth.value !== 'authenticated' || e.defaultPrevented) return;
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (helpOpen.value || aclOpen.value) return; // the dialog owns the keyboard (Esc closes it)
+    if (adminSection.value && e.key !== '?') return; // no message list on the admin screens
     const t = e.target as HTMLElement;
     if (t.closest('input, textarea, select, [contenteditable=""], [contenteditable="true"]')) return;
     const inList = t.id === 'message-list';

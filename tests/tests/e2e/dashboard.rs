@@ -4,6 +4,10 @@
 //! This test builds the fixture those tests expect, serves their control endpoint ("another
 //! IMAP client", see `web/tests/lib/harness.mjs`) and runs `node --test` on `web/tests/`. It
 //! never skips: missing tools or a binary built without the dashboard fail with how to fix it.
+//!
+//! For the admin area's tests (`web/tests/admin.test.mjs`) the server has a service admin
+//! (`FLAGPOST_ADMINS`) and allows webhooks to 127.0.0.1, where the control endpoint's
+//! `POST /receiver` starts a receiver that records what it gets (`GET /receiver/requests`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::{any, get, post};
 use flagpost_e2e::http::Api;
 use flagpost_e2e::{SERVICE_USER, eventually, flagpost_env, message, server_state};
 use flagpost_harness::imap_client::quote;
@@ -38,6 +42,9 @@ const STAFF: [(&str, &str, &str, &str, &str); 3] = [
     ("reader", "reader", "reader-pw", "lr", ""),
     ("admin", "admin", "admin-pw", "lrswa", ""),
 ];
+/// The service admin (`FLAGPOST_ADMINS`) for the admin area's tests: (role in `FLAGPOST_USERS`,
+/// IMAP user, password). It holds no ACL entry: service admins read every watched folder.
+const SERVICE_ADMIN: (&str, &str, &str) = ("service_admin", "boss", "boss-pw");
 /// A fixed session key, so sessions survive `POST /restart-flagpost`.
 const JWT_SECRET: &str = "dashboard-e2e-fixed-jwt-secret-0123456789abcdef";
 /// How long `node --test` may take.
@@ -73,6 +80,10 @@ struct Ctl {
     serve: tokio::sync::Mutex<Option<Serve>>,
     /// Logs of earlier runs of `flagpost serve` (before restarts).
     old_logs: Mutex<String>,
+    /// The webhook receiver's URL, once `POST /receiver` started it.
+    receiver: tokio::sync::Mutex<Option<String>>,
+    /// What the receiver got: `{method, path, headers, body}` each.
+    received: Arc<Mutex<Vec<Value>>>,
 }
 
 type Reply = std::result::Result<Json<Value>, (StatusCode, String)>;
@@ -223,6 +234,60 @@ async fn fixture(State(ctl): State<Arc<Ctl>>) -> Reply {
     Ok(Json(json!({ "folders": folders })))
 }
 
+/// `POST /receiver` → `{url}`: starts (once) a local HTTP receiver for webhooks that records
+/// every request and answers 200; every path under its URL is accepted.
+async fn receiver(State(ctl): State<Arc<Ctl>>) -> Reply {
+    let mut slot = ctl.receiver.lock().await;
+    if slot.is_none() {
+        let app = axum::Router::new()
+            .fallback(any(record))
+            .with_state(ctl.received.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        *slot = Some(format!("http://{addr}/hook"));
+    }
+    Ok(Json(json!({ "url": slot.as_deref() })))
+}
+
+/// Every request the receiver gets: method, path (with query), headers (lower-case names;
+/// repeated ones joined with ", ") and body.
+async fn record(
+    State(received): State<Arc<Mutex<Vec<Value>>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+) -> &'static str {
+    let mut map = serde_json::Map::new();
+    for name in headers.keys() {
+        let value = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        map.insert(name.as_str().to_owned(), Value::String(value));
+    }
+    received.lock().unwrap().push(json!({
+        "method": method.as_str(),
+        "path": uri.path_and_query().map_or("/", |p| p.as_str()),
+        "headers": map,
+        "body": body,
+    }));
+    "ok"
+}
+
+/// `GET /receiver/requests` → `{requests:[{method, path, headers, body}]}`, oldest first.
+async fn receiver_requests(State(ctl): State<Arc<Ctl>>) -> Reply {
+    let requests = ctl.received.lock().unwrap().clone();
+    Ok(Json(json!({ "requests": requests })))
+}
+
 fn str_field<'a>(b: &'a Value, name: &str) -> std::result::Result<&'a str, (StatusCode, String)> {
     b[name]
         .as_str()
@@ -342,6 +407,8 @@ async fn build_dovecot() -> Result<Dovecot> {
         dovecot.add_user(user, password)?;
     }
     dovecot.add_user_ready(OWNER, "support-pw").await?;
+    let (_, admin_user, admin_password) = SERVICE_ADMIN;
+    dovecot.add_user_ready(admin_user, admin_password).await?;
     for folder in [WORK, BIG] {
         dovecot.create_folder(OWNER, folder).await?;
         // The service account stores flags for staff (`w`, `s`) and mirrors the ACL (`a`).
@@ -583,6 +650,11 @@ async fn dashboard_browser_tests_pass_against_the_real_server() {
     let mut env = flagpost_env(&dovecot, &db);
     env.push(("FLAGPOST_ACL_POLL_SECS", "1".into()));
     env.push(("FLAGPOST_JWT_SECRET", JWT_SECRET.into()));
+    // The admin area: a service admin, and webhooks to the control endpoint's local receiver
+    // (127.0.0.1), retried quickly.
+    env.push(("FLAGPOST_ADMINS", SERVICE_ADMIN.1.into()));
+    env.push(("FLAGPOST_WEBHOOK_ALLOW_PRIVATE", "true".into()));
+    env.push(("FLAGPOST_WEBHOOK_RETRY_BASE_MS", "100".into()));
     let serve = Serve::start(&env).await.unwrap();
     let addr = serve.addr;
     check_dashboard(addr, &web)
@@ -599,6 +671,8 @@ async fn dashboard_browser_tests_pass_against_the_real_server() {
         addr,
         serve: tokio::sync::Mutex::new(Some(serve)),
         old_logs: Mutex::new(String::new()),
+        receiver: tokio::sync::Mutex::new(None),
+        received: Arc::new(Mutex::new(Vec::new())),
     });
     let app = axum::Router::new()
         .route("/store", post(store))
@@ -607,16 +681,21 @@ async fn dashboard_browser_tests_pass_against_the_real_server() {
         .route("/acl", get(acl))
         .route("/restart-flagpost", post(restart))
         .route("/fixture", get(fixture))
+        .route("/receiver", post(receiver))
+        .route("/receiver/requests", get(receiver_requests))
         .with_state(ctl.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let control = format!("http://{}", listener.local_addr().unwrap());
     let control_server = tokio::spawn(async move { axum::serve(listener, app).await });
 
+    let (admin_role, admin_user, admin_password) = SERVICE_ADMIN;
     let users: Value = STAFF
         .iter()
-        .map(|(role, user, password, _, _)| {
+        .map(|(role, user, password, _, _)| (*role, *user, *password))
+        .chain([(admin_role, admin_user, admin_password)])
+        .map(|(role, user, password)| {
             (
-                (*role).to_owned(),
+                role.to_owned(),
                 json!({ "username": user, "password": password }),
             )
         })
@@ -668,7 +747,7 @@ async fn dashboard_browser_tests_pass_against_the_real_server() {
     );
     assert_eq!(todo.unwrap_or(0), 0, "no test may be todo\n{}", report());
     assert!(
-        pass.unwrap_or(0) >= 18 && pass == tests,
+        pass.unwrap_or(0) >= 22 && pass == tests,
         "every test ran and passed\n{}",
         report()
     );

@@ -5,6 +5,8 @@
  */
 import type {
   Acl,
+  Delivery,
+  DeliveryList,
   FlagpostEvent,
   Folder,
   FolderList,
@@ -13,10 +15,19 @@ import type {
   MessageDetail,
   MessagePage,
   MessagePatch,
+  Ping,
   Problem,
   SessionResponse,
   SortOrder,
   StatusFilter,
+  TokenCreate,
+  TokenCreated,
+  TokenList,
+  Webhook,
+  WebhookCreate,
+  WebhookCreated,
+  WebhookList,
+  WebhookPatch,
 } from './types';
 
 export const BASE = '/api/v1';
@@ -131,4 +142,16 @@ export const api = {
     request<{ events: FlagpostEvent[]; next_after: number | string }>(
       `/events?after=${enc(String(after))}&limit=${limit}`,
     ),
+  // Service admins only (the admin area).
+  webhooks: () => request<WebhookList>('/webhooks'),
+  createWebhook: (body: WebhookCreate) => request<WebhookCreated>('/webhooks', { method: 'POST', body }),
+  patchWebhook: (id: string, body: WebhookPatch) => request<Webhook>(`/webhooks/${enc(id)}`, { method: 'PATCH', body }),
+  deleteWebhook: (id: string) => request<void>(`/webhooks/${enc(id)}`, { method: 'DELETE' }),
+  deliveries: (id: string) => request<DeliveryList>(`/webhooks/${enc(id)}/deliveries`),
+  replay: (id: string, deliveryId: string) =>
+    request<Delivery>(`/webhooks/${enc(id)}/deliveries/${enc(deliveryId)}/replay`, { method: 'POST' }),
+  ping: (id: string) => request<Ping>(`/webhooks/${enc(id)}/ping`, { method: 'POST' }),
+  tokens: () => request<TokenList>('/tokens'),
+  createToken: (body: TokenCreate) => request<TokenCreated>('/tokens', { method: 'POST', body }),
+  revokeToken: (id: string) => request<void>(`/tokens/${enc(id)}`, { method: 'DELETE' }),
 };

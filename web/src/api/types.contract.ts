@@ -151,3 +151,94 @@ export interface Acl {
   entries: AclEntry[];
   my_rights: Rights;
 }
+
+// Service-admin area: webhooks and integration tokens.
+export type EventTypeName = Exclude<EventType, 'resync'>;
+
+export interface Webhook {
+  id: string;
+  url: string;
+  identity: string;
+  /** null: every event type */
+  events?: string[] | null;
+  /** folder ids; null: every folder the identity may read */
+  folders?: string[] | null;
+  enabled: boolean;
+  disabled_reason?: string | null;
+  created_at: string;
+}
+
+export interface WebhookList {
+  webhooks: Webhook[];
+}
+
+export interface WebhookCreate {
+  url: string;
+  identity?: string | null;
+  events?: string[] | null;
+  folders?: string[] | null;
+}
+
+export interface WebhookCreated extends Webhook {
+  /** `whsec_…`, shown only in this answer */
+  secret: string;
+}
+
+export interface WebhookPatch {
+  url?: string | null;
+  events?: string[] | null;
+  folders?: string[] | null;
+  enabled?: boolean | null;
+}
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
+
+export interface Delivery {
+  id: string;
+  event_id: number;
+  attempt: number;
+  status: DeliveryStatus;
+  response_status?: number | null;
+  response_body?: string | null;
+  error?: string | null;
+  duration_ms?: number | null;
+  at?: string | null;
+  next_attempt_at?: string | null;
+}
+
+export interface DeliveryList {
+  deliveries: Delivery[];
+}
+
+export interface Ping {
+  delivered: boolean;
+  response_status?: number | null;
+  error?: string | null;
+  duration_ms: number;
+}
+
+export interface Token {
+  id: string;
+  name: string;
+  identity: string;
+  scopes: string[];
+  created_at: string;
+  last_used_at?: string | null;
+  expires_at?: string | null;
+}
+
+export interface TokenList {
+  tokens: Token[];
+}
+
+export interface TokenCreate {
+  name: string;
+  identity: string;
+  scopes: string[];
+  expires_at?: string | null;
+}
+
+export interface TokenCreated extends Token {
+  /** the secret, shown only in this answer */
+  token: string;
+}

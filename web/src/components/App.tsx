@@ -1,9 +1,10 @@
+import { signal } from '@preact/signals';
 import { useEffect } from 'preact/hooks';
 import { has } from '../lib/rights';
 import { auth, folderById, logout, me } from '../state/app';
 import { detail } from '../state/detail';
-import { view } from '../state/view';
-import { aclOpen, helpOpen } from '../state/ui';
+import { view, type AdminSection } from '../state/view';
+import { aclOpen, adminSection, helpOpen } from '../state/ui';
 import { AclDialog } from './AclDialog';
 import { Detail } from './Detail';
 import { HelpDialog } from './HelpDialog';
@@ -14,19 +15,72 @@ import { Notices } from './Notices';
 import { Sidebar } from './Sidebar';
 import { Toolbar } from './Toolbar';
 
+const ADMIN_TITLES: Record<AdminSection, string> = { webhooks: 'Webhooks', tokens: 'Integration tokens' };
+
+// The admin area is its own chunk: only service admins ever download it.
+type AdminModule = typeof import('./Admin');
+const adminModule = signal<AdminModule | null>(null);
+const adminLoadError = signal<string | null>(null);
+let adminLoading: Promise<void> | null = null;
+function loadAdmin(): void {
+  adminLoading ??= import('./Admin').then(
+    (m) => {
+      adminModule.value = m;
+      adminLoadError.value = null;
+    },
+    (e: Error) => {
+      adminLoading = null;
+      adminLoadError.value = `The admin screens could not be loaded (${e.message}). Reload the page to try again.`;
+    },
+  );
+}
+
+function AdminScreen({ section }: { section: AdminSection }) {
+  useEffect(loadAdmin, []);
+  const M = adminModule.value;
+  return (
+    <div class="admin" id="admin" data-admin={section}>
+      <div class="toolbar">
+        <h2 id="admin-title" class="folder-title" tabIndex={-1}>
+          {ADMIN_TITLES[section]}
+        </h2>
+      </div>
+      <div class="admin-body">
+        {M ? (
+          <M.AdminSectionView section={section} />
+        ) : adminLoadError.value ? (
+          <p class="banner error" role="alert">
+            {adminLoadError.value}
+          </p>
+        ) : (
+          <p class="muted">Loading…</p>
+        )}
+      </div>
+    </div>
+  );
+}
+
 function Shell() {
   const v = view.value;
+  const section = adminSection.value;
   const folder = v.folder ? folderById.value.get(v.folder) : undefined;
-  const title = folder ? folder.name : 'All folders';
-  const canAdmin = !!folder && has(folder.my_rights, 'a');
+  const title = section ? ADMIN_TITLES[section] : folder ? folder.name : 'All folders';
+  const canAdmin = !section && !!folder && has(folder.my_rights, 'a');
   const user = me.value;
+  const withDetail = !section && v.open && !!detail.value;
   useEffect(() => {
     document.title = `${title} — Flagpost`;
   }, [title]);
+  // Service admins: fetch the admin chunk once the messages are on screen, so it opens at once.
+  useEffect(() => {
+    if (!user?.admin) return;
+    const t = setTimeout(loadAdmin, 1500);
+    return () => clearTimeout(t);
+  }, [user?.admin]);
   return (
-    <div class={`shell${v.open && detail.value ? ' with-detail' : ''}`}>
-      <a class="skip" href="#message-list">
-        Skip to messages
+    <div class={`shell${withDetail ? ' with-detail' : ''}`}>
+      <a class="skip" href={section ? '#admin-title' : '#message-list'}>
+        {section ? 'Skip to the admin screen' : 'Skip to messages'}
       </a>
       <header class="topbar">
         <span class="logo" aria-hidden="true">
@@ -53,11 +107,17 @@ function Shell() {
       </header>
       <Sidebar />
       <main class="main" id="main">
-        <Toolbar title={title} onAcl={canAdmin ? () => (aclOpen.value = true) : null} />
-        <NewBar />
-        <MessageList label={`Messages in ${title}`} />
+        {section ? (
+          <AdminScreen section={section} />
+        ) : (
+          <>
+            <Toolbar title={title} onAcl={canAdmin ? () => (aclOpen.value = true) : null} />
+            <NewBar />
+            <MessageList label={`Messages in ${title}`} />
+          </>
+        )}
       </main>
-      {v.open && detail.value && <Detail />}
+      {withDetail && <Detail />}
       {helpOpen.value && <HelpDialog onClose={() => (helpOpen.value = false)} />}
       {aclOpen.value && folder && canAdmin && <AclDialog folder={folder} onClose={() => (aclOpen.value = false)} />}
     </div>

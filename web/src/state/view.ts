@@ -17,15 +17,20 @@ export interface View {
   selected: string | null;
   /** detail panel open for the selected message */
   open: boolean;
+  /** the service-admin area's section shown instead of the messages (admins only) */
+  admin: AdminSection | null;
 }
 
-const DEFAULT: View = { folder: null, status: 'any', flagged: null, q: '', sort: 'oldest', selected: null, open: false };
+export type AdminSection = 'webhooks' | 'tokens';
+
+const DEFAULT: View = { folder: null, status: 'any', flagged: null, q: '', sort: 'oldest', selected: null, open: false, admin: null };
 
 function parse(hash: string): View & { folderGiven: boolean } {
   const p = new URLSearchParams(hash.replace(/^#\/?\??/, ''));
   const status = p.get('status');
   const sort = p.get('sort');
   const flagged = p.get('flagged');
+  const admin = p.get('admin');
   return {
     folder: p.get('folder') || null,
     folderGiven: p.has('folder'),
@@ -35,6 +40,7 @@ function parse(hash: string): View & { folderGiven: boolean } {
     sort: sort === 'newest' ? 'newest' : 'oldest',
     selected: p.get('msg') || null,
     open: p.get('open') === '1' && !!p.get('msg'),
+    admin: admin === 'webhooks' || admin === 'tokens' ? admin : null,
   };
 }
 
@@ -47,6 +53,7 @@ function serialize(v: View): string {
   if (v.sort !== 'oldest') p.set('sort', v.sort);
   if (v.selected) p.set('msg', v.selected);
   if (v.open && v.selected) p.set('open', '1');
+  if (v.admin) p.set('admin', v.admin);
   return '#/?' + p.toString();
 }
 

@@ -3,14 +3,19 @@
 // The Rust test harness starts Dovecot, PostgreSQL and `flagpost serve`, then runs
 // `node --test web/tests/` with:
 //   FLAGPOST_URL      base URL of flagpost serve, e.g. http://127.0.0.1:PORT
-//   FLAGPOST_USERS    {"agent":{"username","password"},"reader":{…},"admin":{…}}
-//                     agent: l r s w (at least) on the watched folders; reader: only l r; admin: has a
+//   FLAGPOST_USERS    {"agent":{"username","password"},"reader":{…},"admin":{…},"service_admin":{…}}
+//                     agent: l r s w (at least) on the watched folders; reader: only l r; admin: has a;
+//                     service_admin: in FLAGPOST_ADMINS (the others are not), for the admin area
 //   FLAGPOST_CONTROL  base URL of the harness's control endpoint ("another IMAP client"):
 //                     POST /store {user, folder_imap_name, uid, change}  e.g. change "+FLAGS (\\Flagged)"
 //                     GET  /flags?folder_imap_name=&uid=                 → {flags:[…]}
 //                     GET  /acl?folder_imap_name=                        → {entries:[[identifier, rights], …]}
 //                     POST /restart-flagpost                             → answers once it listens again
 //                     GET  /fixture → {folders:[{imap_name, name, messages:[{uid, subject}]}]}
+//                     POST /receiver → {url}: a local webhook receiver (started once) that
+//                                      records every request and answers 200
+//                     GET  /receiver/requests → {requests:[{method, path, headers:{name: value}, body}]}
+//                     (the server must allow webhook URLs on 127.0.0.1: FLAGPOST_WEBHOOK_ALLOW_PRIVATE)
 //   CHROMIUM          optional, default /usr/bin/chromium
 // Without FLAGPOST_URL the server tests are skipped (the bundle test then checks web/dist).
 import { readFileSync } from 'node:fs';
