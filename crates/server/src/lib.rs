@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod config;
+mod demo;
 pub mod gateway;
 
 use std::process::ExitCode;
@@ -91,6 +92,8 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
+    // `flagpost demo` builds its own configuration on top of what was given.
+    let demo_raw = cli.config.clone();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,10 +114,7 @@ pub fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Token { action } => token(&config, action).await,
-            Command::Demo => {
-                eprintln!("error: this command is not available in this build yet");
-                Ok(ExitCode::from(EXIT_CONFIG))
-            }
+            Command::Demo => demo::run(&demo_raw, &config).await,
         }
     });
     match result {
@@ -283,6 +283,20 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down");
         signal.cancel();
     });
+    serve_on(config, pool.clone(), listener, shutdown).await?;
+    pool.close().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The mirror, the API and the dashboard on `listener` until `shutdown` is cancelled: what
+/// `serve` runs once the database is migrated, and what `flagpost demo` runs on its own servers.
+pub(crate) async fn serve_on(
+    config: &Config,
+    pool: flagpost_store::PgPool,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let imap = config.imap.as_ref().context("IMAP settings are required")?;
     let mirror_cfg = flagpost_imap::mirror::MirrorConfig {
         ctx: flagpost_imap::watch::MirrorContext {
@@ -340,9 +354,7 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         tracing::error!(error = %e, "the mirror task failed");
     }
     http?;
-    pool.close().await;
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 async fn wait_for_signal() {

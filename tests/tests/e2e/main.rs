@@ -4,6 +4,7 @@ mod api;
 mod bola;
 mod check;
 mod dashboard;
+mod demo;
 mod feed;
 mod harness;
 mod migrate;
