@@ -287,7 +287,6 @@ describe('admin area', { skip: SKIP || (!USERS.service_admin && 'FLAGPOST_USERS 
       await page.goto(`${URL_}/#/?folder=&admin=webhooks`);
       await page.reload();
       await page.locator('#message-list').waitFor();
-      await page.waitForTimeout(2000); // longer than the admins' chunk preload delay
       assert.equal(await page.locator('[data-admin-section], #admin').count(), 0, `${who} with #admin=webhooks`);
       assert.equal(await page.getByText('Webhooks').count(), 0);
       assert.deepEqual(adminTraffic, [], `${who} never loads admin code or data`);

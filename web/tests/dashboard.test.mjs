@@ -268,8 +268,14 @@ describe('dashboard', { skip: SKIP }, () => {
     // The keyboard shortcut does not change anything either.
     const id = await page.locator('.detail').getAttribute('data-message-id');
     const before = await apiGet(page, `/messages/${encodeURIComponent(id)}`);
+    const patches = [];
+    page.on('request', (r) => { if (r.method() === 'PATCH') patches.push(r.url()); });
     await page.keyboard.press('a');
-    await page.waitForTimeout(500);
+    // Keys are handled in order: once "?" has opened the help, "a" has been handled too.
+    await page.keyboard.press('?');
+    await page.getByRole('dialog', { name: /keyboard/i }).waitFor({ timeout: 5000 });
+    await page.keyboard.press('Escape');
+    assert.deepEqual(patches, [], 'no change was sent');
     const afterMsg = await apiGet(page, `/messages/${encodeURIComponent(id)}`);
     assert.deepEqual(afterMsg.flags, before.flags);
   });
@@ -402,14 +408,18 @@ describe('dashboard', { skip: SKIP }, () => {
     t.diagnostic(`interactive after ${elapsed} ms`);
     assert.ok(elapsed <= 1000, `interactive after ${elapsed} ms (≤ 1000 ms)`);
 
-    // Scroll far: pages load, the DOM keeps only the rows in view.
-    for (let i = 0; i < 30; i++) {
-      await page.evaluate(() => {
+    // Scroll far: pages load, the DOM keeps only the rows in view. Keep scrolling to the end
+    // until more than 1,000 rows are loaded (polled, with a deadline).
+    await page.waitForFunction(
+      () => {
         const el = document.getElementById('message-list');
         el.scrollTop = el.scrollHeight;
-      });
-      await page.waitForTimeout(60);
-    }
+        const text = document.querySelector('.list-foot')?.textContent ?? '';
+        return Number(text.replace(/[^\d]/g, '')) > 1000;
+      },
+      null,
+      { timeout: 20000, polling: 100 },
+    ).catch(() => {});
     const { rendered, loaded } = await page.evaluate(() => ({
       rendered: document.querySelectorAll('#message-list [role="option"]').length,
       loaded: Number((document.querySelector('.list-foot')?.textContent ?? '').replace(/[^\d]/g, '')),
