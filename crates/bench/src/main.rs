@@ -6,6 +6,10 @@
 //! reconnect with 10 changes + 3 expunges vs a raw QRESYNC EXAMINE, on a small and a big folder;
 //! propagation from another client's STORE to the NOTIFY of the committed event; and, with
 //! `--memory`, the RSS of `flagpost serve` watching 20 folders of 50k messages.
+//!
+//! `--api` runs the REST API and event stream figures instead (see `api.rs`).
+
+mod api;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,6 +30,7 @@ struct Args {
     changes: usize,
     memory: bool,
     memory_only: bool,
+    api: Option<api::ApiArgs>,
 }
 
 fn args() -> Result<Args> {
@@ -35,6 +40,7 @@ fn args() -> Result<Args> {
         changes: 200,
         memory: false,
         memory_only: false,
+        api: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,9 +59,28 @@ fn args() -> Result<Args> {
                 a.memory = true;
                 a.memory_only = true;
             }
+            "--api" => {
+                a.api.get_or_insert_with(Default::default);
+            }
+            api_flag if api_flag.starts_with("--api-") => {
+                let n = num()?;
+                let api = a.api.get_or_insert_with(Default::default);
+                match api_flag {
+                    "--api-messages" => api.messages = n,
+                    "--api-folders" => api.folders = n,
+                    "--api-clients" => api.clients = n,
+                    "--api-warmup" => api.warmup = Duration::from_secs(n as u64),
+                    "--api-secs" => api.secs = Duration::from_secs(n as u64),
+                    "--api-streams" => api.streams = n,
+                    "--api-rounds" => api.rounds = n,
+                    "--api-patches" => api.patches = n,
+                    "--api-subscribers" => api.subscribers = n,
+                    other => bail!("unknown argument {other}"),
+                }
+            }
             other => {
                 bail!(
-                    "unknown argument {other}; use --big N --small N --changes N [--memory | --memory-only]"
+                    "unknown argument {other}; use --big N --small N --changes N [--memory | --memory-only], or --api [--api-messages N --api-folders N --api-clients N --api-warmup S --api-secs S --api-streams N --api-rounds N --api-patches N --api-subscribers N]"
                 )
             }
         }
@@ -484,6 +509,9 @@ async fn main() -> Result<()> {
         .trim()
     );
     println!();
+    if let Some(api_args) = &args.api {
+        return api::run(api_args).await;
+    }
     println!("| figure | raw IMAP client | Flagpost | ratio |");
     println!("|---|---|---|---|");
 
