@@ -2,6 +2,9 @@
 //! the harness (anything whose command line names the harness folder) is still running, or when
 //! an instance folder was left behind.
 //!
+//! Folders listed in the file `FLAGPOST_LEAKS_BASELINE` names (what was there before the run)
+//! are not counted.
+//!
 //! Servers that are shutting down get a grace period (polled, not slept through). Instances are
 //! named `<kind>-<test pid>-<suffix>`; those whose test process is still running belong to
 //! another run in progress on the same machine and are not counted.
@@ -59,11 +62,22 @@ fn leaked_processes(root: &str) -> Vec<String> {
         .collect()
 }
 
+/// Instance folders that were there before the run (`FLAGPOST_LEAKS_BASELINE` names a file
+/// listing them, one per line): left by an earlier, killed run, not by this one.
+fn baseline() -> Vec<String> {
+    std::env::var_os("FLAGPOST_LEAKS_BASELINE")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 fn leftover_dirs(root: &std::path::Path) -> Vec<String> {
+    let before = baseline();
     std::fs::read_dir(root)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .filter(|e| !owner_alive(&e.file_name().to_string_lossy()))
+                .filter(|e| !before.contains(&e.file_name().to_string_lossy().into_owned()))
                 .map(|e| e.path().display().to_string())
                 .collect()
         })
