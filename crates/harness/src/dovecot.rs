@@ -145,7 +145,7 @@ impl Dovecot {
                 }
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
+        crate::remove_instance_dir(&dir);
         Err(last_err.unwrap_or_else(|| anyhow!("dovecot did not start")))
     }
 
@@ -535,9 +535,7 @@ impl Drop for Dovecot {
         if let Some(mut s) = self.server.take() {
             s.stop_blocking(Duration::from_secs(15));
         }
-        if !self.dir.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        crate::remove_instance_dir(&self.dir);
     }
 }
 

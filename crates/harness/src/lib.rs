@@ -43,6 +43,29 @@ pub(crate) fn prepare_root() -> std::io::Result<PathBuf> {
     Ok(root)
 }
 
+/// Removes an instance folder, retrying for a few seconds: a server's child processes (Dovecot's
+/// `imap` processes writing their indexes, say) can still be creating files for a moment after
+/// the master process exited, and a single `remove_dir_all` then fails half-way with
+/// "directory not empty", leaving the folder behind.
+pub(crate) fn remove_instance_dir(dir: &std::path::Path) {
+    if dir.as_os_str().is_empty() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                if std::time::Instant::now() >= deadline {
+                    eprintln!("flagpost-harness: could not remove {}: {e}", dir.display());
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            _ => return,
+        }
+    }
+}
+
 /// A free TCP port on 127.0.0.1 at the time of the call.
 pub(crate) fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;

@@ -281,7 +281,7 @@ impl Cluster {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
+        crate::remove_instance_dir(&dir);
         Err(last_err.unwrap_or_else(|| anyhow!("postgres did not start")))
     }
 
@@ -296,7 +296,7 @@ impl Drop for Cluster {
         if let Some(mut s) = self.server.take() {
             s.stop_blocking(Duration::from_secs(30));
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        crate::remove_instance_dir(&self.dir);
     }
 }
 

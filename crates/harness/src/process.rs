@@ -51,8 +51,10 @@ impl Supervised {
         }
         let cleanup = match &sup.remove_dir {
             Some(d) => format!(
-                "if [ \"$clean\" = abandoned ]; then rm -rf {}; fi",
-                shell_quote(&d.to_string_lossy())
+                // retried: the server's children may still be writing there for a moment
+                "if [ \"$clean\" = abandoned ]; then n=0; \
+                 while ! rm -rf {d} 2>/dev/null && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.1; done; fi",
+                d = shell_quote(&d.to_string_lossy())
             ),
             None => String::new(),
         };

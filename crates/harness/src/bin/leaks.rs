@@ -84,6 +84,29 @@ fn leftover_dirs(root: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Up to `n` files under `dir` (depth first), to tell which server left the folder behind.
+fn sample_files(dir: &std::path::Path, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.filter_map(|e| e.ok()) {
+            if out.len() >= n {
+                return out;
+            }
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
+
 fn main() {
     let root = flagpost_harness::harness_root();
     let root_str = root.display().to_string();
@@ -97,8 +120,14 @@ fn main() {
         }
         if Instant::now() > deadline {
             eprintln!("harness leak check FAILED: left behind under {root_str}:");
-            for p in procs.iter().chain(dirs.iter()) {
+            for p in &procs {
                 eprintln!("  {p}");
+            }
+            for d in &dirs {
+                eprintln!("  {d}, still holding:");
+                for f in sample_files(std::path::Path::new(d), 8) {
+                    eprintln!("    {f}");
+                }
             }
             std::process::exit(1);
         }
