@@ -140,7 +140,7 @@ pub fn parse_id(s: &str) -> Option<i64> {
 
 /// A JSON text already rendered (by PostgreSQL), sent as `application/json`.
 #[derive(Debug, Clone)]
-pub struct RawJson(pub String);
+pub struct RawJson(pub bytes::Bytes);
 
 impl IntoResponse for RawJson {
     fn into_response(self) -> Response {

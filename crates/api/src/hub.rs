@@ -126,6 +126,7 @@ struct Inner {
     access: RwLock<Arc<Access>>,
     service_user: Arc<str>,
     credentials: crate::auth::CredentialCache,
+    listings: crate::listing_cache::ListingCache,
 }
 
 impl Hub {
@@ -139,6 +140,7 @@ impl Hub {
                 access: RwLock::new(Arc::new(Access::new(Vec::new(), service_user.clone()))),
                 service_user,
                 credentials: crate::auth::CredentialCache::default(),
+                listings: crate::listing_cache::ListingCache::default(),
             }),
         }
     }
@@ -146,6 +148,11 @@ impl Hub {
     /// The last event id broadcast.
     pub fn head(&self) -> i64 {
         self.inner.head.load(Ordering::SeqCst)
+    }
+
+    /// Rendered message listings, dropped whenever a batch of events goes out.
+    pub fn listings(&self) -> &crate::listing_cache::ListingCache {
+        &self.inner.listings
     }
 
     /// Recently validated credentials.
@@ -295,6 +302,8 @@ impl Hub {
                 events: rows.into_iter().map(WireEvent::new).collect(),
                 access,
             });
+            // Listings from before these events are outdated for anyone who gets them.
+            self.inner.listings.invalidate();
             self.inner.head.store(last, Ordering::SeqCst);
             let _ = self.inner.batches.send(batch);
             if (n as i64) < PAGE {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod hub;
+pub mod listing_cache;
 pub mod openapi;
 pub mod routes;
 mod web;

@@ -106,7 +106,7 @@ pub async fn folder_views(pool: &PgPool, ids: &[i64]) -> sqlx::Result<Vec<Folder
 }
 
 /// Which messages `GET /messages` lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StatusFilter {
     /// Pending only.
     Pending,

@@ -879,3 +879,103 @@ async fn the_openapi_command_prints_the_committed_document_and_the_server_serves
     assert_eq!(docs.status, 200);
     assert!(docs.text.contains("/openapi.json") && !docs.text.contains("https://cdn"));
 }
+
+/// The pending listing, as ids.
+async fn pending_ids(f: &Fixture, token: &str, folder: &str) -> Result<Vec<String>> {
+    let r = f
+        .api
+        .get(
+            &format!("/api/v1/messages?folder={folder}&status=pending"),
+            token,
+        )
+        .await?;
+    anyhow::ensure!(r.status == 200, "listing: {} {}", r.status, r.text);
+    Ok(r.json["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Listings are kept between requests (the hot query is the same for every agent); this proves
+/// a kept page never hides a change from a caller who already knows of it: after its own PATCH,
+/// after reading the change in the feed, and after receiving it on the stream.
+#[tokio::test]
+async fn a_listing_shows_every_change_its_caller_already_knows_of() {
+    let f = fixture().await.unwrap();
+    let alice = f.api.login("alice", "alice-pw").await.unwrap();
+    let queue = f.folder_id(&alice, "Queue").await.unwrap();
+    let mut ids = Vec::new();
+    for uid in &f.queue_uids {
+        ids.push(f.message_id(&alice, &queue, *uid).await.unwrap());
+    }
+    let all = pending_ids(&f, &alice, &queue).await.unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    // read twice: the second answer may come from the kept page
+    assert_eq!(pending_ids(&f, &alice, &queue).await.unwrap(), all);
+
+    // 1. Its own write: the very next listing no longer has the message as pending.
+    let r = f
+        .api
+        .send(
+            "PATCH",
+            &format!("/api/v1/messages/{}", ids[0]),
+            Some(&alice),
+            Some(&json!({ "answered": true })),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let now = pending_ids(&f, &alice, &queue).await.unwrap();
+    assert!(!now.contains(&ids[0]), "own write hidden by a kept page");
+
+    // 2. Another IMAP client's change, learnt from the change feed: the listing right after
+    //    the event was read shows it.
+    let head = f
+        .api
+        .get("/api/v1/events?limit=1000", &alice)
+        .await
+        .unwrap();
+    let after = head.json["next_after"].as_i64().unwrap();
+    f.dovecot
+        .store("support", "Queue", f.queue_uids[1], "+FLAGS (\\Answered)")
+        .await
+        .unwrap();
+    eventually(WAIT, "the change in the feed", || async {
+        let r = f
+            .api
+            .get(&format!("/api/v1/events?after={after}"), &alice)
+            .await?;
+        let seen = r.json["events"].as_array().into_iter().flatten().any(|e| {
+            e["message_id"] == ids[1].as_str() && e["data"]["after"]["status"] == "answered"
+        });
+        Ok(seen.then_some(()))
+    })
+    .await
+    .unwrap();
+    let now = pending_ids(&f, &alice, &queue).await.unwrap();
+    assert!(!now.contains(&ids[1]), "feed event hidden by a kept page");
+
+    // 3. The same learnt from the live stream.
+    let mut sse = f
+        .api
+        .stream("/api/v1/events/stream", &alice, &[])
+        .await
+        .unwrap();
+    f.dovecot
+        .store("support", "Queue", f.queue_uids[2], "+FLAGS (\\Answered)")
+        .await
+        .unwrap();
+    sse.until(WAIT, |e| {
+        e.data["message_id"] == ids[2].as_str() && e.data["data"]["after"]["status"] == "answered"
+    })
+    .await
+    .unwrap();
+    let now = pending_ids(&f, &alice, &queue).await.unwrap();
+    assert!(
+        now.is_empty(),
+        "stream event hidden by a kept page: {now:?}"
+    );
+}

@@ -157,19 +157,22 @@ async fn another_clients_change_reaches_the_receiver_signed_per_standard_webhook
 
     // Replay sends the same event again with the same id.
     let hook_id = hook["id"].as_str().unwrap();
-    let log = f
-        .api
-        .get(&format!("/api/v1/webhooks/{hook_id}/deliveries"), &carol)
-        .await
-        .unwrap();
-    let delivery = log.json["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["event_id"] == event["id"])
-        .unwrap()
-        .clone();
-    assert_eq!(delivery["status"], "delivered");
+    // The receiver may have the request before the worker has recorded its 2xx answer.
+    let delivery = eventually(WAIT, "the delivery recorded as delivered", || async {
+        let log = f
+            .api
+            .get(&format!("/api/v1/webhooks/{hook_id}/deliveries"), &carol)
+            .await?;
+        let d = log.json["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["event_id"] == event["id"])
+            .cloned();
+        Ok(d.filter(|d| d["status"] == "delivered"))
+    })
+    .await
+    .unwrap();
     let before = receiver.got().len();
     let r = f
         .api

@@ -83,6 +83,11 @@ pub async fn list(
     let rows =
         flagpost_store::events::list_events(&state.pool, after, limit, Some(&folders)).await?;
     let next_after = rows.last().map_or(after, |r| r.id);
+    if next_after > state.hub.head() {
+        // This caller saw events the hub has not broadcast yet: its next listing must show
+        // them too.
+        state.hub.listings().invalidate();
+    }
     Ok(ApiJson(EventList {
         events: rows.into_iter().map(EventOut::from).collect(),
         next_after,

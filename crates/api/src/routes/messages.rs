@@ -8,6 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use flagpost_domain::Right;
 use flagpost_store::api::{MessageQuery, StatusFilter};
+
+use crate::listing_cache::ListingKey;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -186,6 +188,21 @@ pub async fn list(
             ids
         }
     };
+    // Text searches vary too much to be worth keeping.
+    let key = text.is_none().then(|| ListingKey {
+        folders: folders.clone(),
+        status,
+        flagged,
+        newest_first,
+        after,
+        limit,
+    });
+    let cache = state.hub.listings();
+    if let Some(body) = key.as_ref().and_then(|k| cache.get(k)) {
+        metrics::counter!("flagpost_listing_cache_total", "outcome" => "hit").increment(1);
+        return Ok(RawJson(body));
+    }
+    let generation = cache.generation();
     let rows = flagpost_store::api::list_messages(
         &state.pool,
         &MessageQuery {
@@ -216,6 +233,11 @@ pub async fn list(
     body.push_str("],\"next_cursor\":");
     body.push_str(&serde_json::to_string(&next).map_err(ApiError::internal)?);
     body.push('}');
+    let body = bytes::Bytes::from(body);
+    if let Some(key) = key {
+        metrics::counter!("flagpost_listing_cache_total", "outcome" => "miss").increment(1);
+        cache.put(key, body.clone(), generation);
+    }
     Ok(RawJson(body))
 }
 
@@ -242,7 +264,7 @@ async fn readable_message(
 }
 
 fn with_etag(body: String, etag: &str) -> Response {
-    let mut resp = RawJson(body).into_response();
+    let mut resp = RawJson(body.into()).into_response();
     if let Ok(v) = HeaderValue::from_str(etag) {
         resp.headers_mut().insert(header::ETAG, v);
     }
@@ -394,6 +416,8 @@ pub async fn patch(
             )
             .await?
             .ok_or_else(|| not_found("message"))?;
+            // The caller's next listing shows its own write.
+            state.hub.listings().invalidate();
             metrics::counter!("flagpost_api_flag_changes_total").increment(1);
             Ok(with_etag(now.json, &now.etag))
         }
