@@ -1266,6 +1266,51 @@ async fn run_with(
         r,
         true,
     );
+    // The same while the mirror changes: another IMAP client flips a flag in Live ten times a
+    // second, so every kept listing is dropped about every 100 ms and rendered again.
+    let churning = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let churn = {
+        let mut c = dovecot.client("support").await?;
+        let churning = churning.clone();
+        tokio::spawn(async move {
+            c.command_ok("SELECT \"Live\"").await?;
+            let mut n = 0u64;
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            while churning.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let uid = 1 + n % 100;
+                let op = if (n / 100).is_multiple_of(2) { '+' } else { '-' };
+                c.command_ok(&format!("UID STORE {uid} {op}FLAGS (\\Flagged)"))
+                    .await?;
+                n += 1;
+            }
+            c.logout().await;
+            Ok::<u64, anyhow::Error>(n)
+        })
+    };
+    let events_before = flagpost_store::api::max_event_id(&pool).await?;
+    let r = load(
+        &client,
+        &pool,
+        procs,
+        &session,
+        fixed.clone(),
+        args.clients,
+        args.warmup,
+        args.secs,
+    )
+    .await?;
+    churning.store(false, Ordering::Relaxed);
+    let stores = churn.await??;
+    let events = flagpost_store::api::max_event_id(&pool).await? - events_before;
+    report_load(
+        &format!(
+            "the same while another client changes a flag 10×/s ({stores} `UID STORE`s, {events} events: every kept listing dropped each time), {} clients, staff session",
+            args.clients
+        ),
+        r,
+        true,
+    );
     let r = load(
         &client,
         &pool,
