@@ -322,18 +322,19 @@ impl Config {
         database_url_fallback: Option<String>,
         needs: Needs,
     ) -> Result<Config, ConfigError> {
+        // A bad URL is blamed on the variable it came from.
         let database_url = non_empty(&raw.database_url)
-            .map(str::to_owned)
-            .or_else(|| database_url_fallback.filter(|s| !s.trim().is_empty()));
-        if let Some(url) = &database_url {
+            .map(|s| (s.to_owned(), "FLAGPOST_DATABASE_URL"))
+            .or_else(|| {
+                database_url_fallback
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| (s, "DATABASE_URL"))
+            });
+        if let Some((url, var)) = &database_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(err(
-                    "FLAGPOST_DATABASE_URL",
-                    "must be a postgres:// or postgresql:// URL",
-                ));
+                return Err(err(var, "must be a postgres:// or postgresql:// URL"));
             }
-            url::Url::parse(url)
-                .map_err(|e| err("FLAGPOST_DATABASE_URL", format!("is not a valid URL ({e})")))?;
+            url::Url::parse(url).map_err(|e| err(var, format!("is not a valid URL ({e})")))?;
         } else if needs.database {
             return Err(err(
                 "FLAGPOST_DATABASE_URL",
@@ -463,16 +464,20 @@ impl Config {
             })?,
         };
 
+        // A short key is blamed on the variable it came from.
         let jwt_secret = match (non_empty(&raw.jwt_secret), &raw.jwt_secret_file) {
-            (Some(s), _) => Some(s.to_owned()),
-            (None, Some(file)) => Some(read_secret_file("FLAGPOST_JWT_SECRET_FILE", file)?),
+            (Some(s), _) => Some((s.to_owned(), "FLAGPOST_JWT_SECRET")),
+            (None, Some(file)) => Some((
+                read_secret_file("FLAGPOST_JWT_SECRET_FILE", file)?,
+                "FLAGPOST_JWT_SECRET_FILE",
+            )),
             (None, None) => None,
         };
-        if let Some(s) = &jwt_secret
+        if let Some((s, var)) = &jwt_secret
             && s.len() < 32
         {
             return Err(err(
-                "FLAGPOST_JWT_SECRET",
+                var,
                 format!(
                     "is {} bytes long; HS256 keys must be at least 32 bytes",
                     s.len()
@@ -502,11 +507,11 @@ impl Config {
         };
 
         Ok(Config {
-            database_url: database_url.map(Secret),
+            database_url: database_url.map(|(url, _)| Secret(url)),
             imap,
             folders,
             listen,
-            jwt_secret: jwt_secret.map(Secret),
+            jwt_secret: jwt_secret.map(|(s, _)| Secret(s)),
             admins: list(&raw.admins),
             session_ttl: parse_secs(
                 "FLAGPOST_SESSION_TTL_SECS",
@@ -677,6 +682,56 @@ mod tests {
         let url = c.database_url.unwrap();
         assert_eq!(redact_url(url.expose()), "postgres://a:***@h/d");
         assert!(!format!("{url:?}").contains("secret"));
+    }
+
+    #[test]
+    fn imap_port_defaults_by_tls_mode_and_an_explicit_port_wins() {
+        for (tls, default) in [
+            (None, 993),
+            (Some("implicit"), 993),
+            (Some("starttls"), 143),
+            (Some("none"), 143),
+        ] {
+            let mut raw = full();
+            raw.imap_host = Some("127.0.0.1".into());
+            raw.imap_tls = tls.map(str::to_owned);
+            let port = |raw: &RawConfig| {
+                Config::from_raw(raw, None, ALL)
+                    .unwrap()
+                    .imap
+                    .unwrap()
+                    .settings
+                    .port
+            };
+            assert_eq!(port(&raw), default, "{tls:?}");
+            raw.imap_port = Some("10143".into());
+            assert_eq!(port(&raw), 10143, "{tls:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_blamed_on_the_variable_it_came_from() {
+        let mut raw = full();
+        raw.database_url = None;
+        let e = Config::from_raw(&raw, Some("mysql://x".into()), ALL).unwrap_err();
+        assert_eq!(e.var, "DATABASE_URL");
+        // FLAGPOST_DATABASE_URL wins over DATABASE_URL, so a bad fallback is not even read.
+        let c = Config::from_raw(&full(), Some("mysql://x".into()), ALL).unwrap();
+        assert_eq!(
+            c.database_url.unwrap().expose(),
+            "postgres://u:pw@localhost/db"
+        );
+
+        let dir = std::env::temp_dir().join(format!("flagpost-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("jwt");
+        std::fs::write(&file, "too short\n").unwrap();
+        let mut raw = full();
+        raw.jwt_secret_file = Some(file.clone());
+        let e = Config::from_raw(&raw, None, ALL).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(e.var, "FLAGPOST_JWT_SECRET_FILE");
+        assert!(!e.to_string().contains("too short"), "{e}");
     }
 
     #[test]
