@@ -5,14 +5,14 @@ use flagpost_harness::TestDatabase;
 
 use crate::run_flagpost;
 
-fn text(out: &std::process::Output) -> (String, String) {
+pub(crate) fn text(out: &std::process::Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
-fn with(
+pub(crate) fn with(
     mut env: Vec<(&'static str, String)>,
     key: &'static str,
     value: &str,
@@ -22,7 +22,10 @@ fn with(
     env
 }
 
-fn without(mut env: Vec<(&'static str, String)>, key: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn without(
+    mut env: Vec<(&'static str, String)>,
+    key: &str,
+) -> Vec<(&'static str, String)> {
     env.retain(|(k, _)| *k != key);
     env
 }

@@ -3,6 +3,7 @@
 mod api;
 mod bola;
 mod check;
+mod config;
 mod dashboard;
 mod demo;
 mod feed;
