@@ -466,20 +466,21 @@ async fn serve_listens_where_flagpost_listen_says() {
     let db = TestDatabase::create().await.unwrap();
     let env = flagpost_env(&dovecot, &db);
 
-    // Another loopback address than the default's 127.0.0.1, on a free port: served there, and
-    // not on 127.0.0.1 at that port.
-    let port = free_port();
+    // Another loopback address than the default's 127.0.0.1, at a port this test holds on
+    // 127.0.0.1: a server that bound 127.0.0.1 or every address there would fail to start.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
     let addr: SocketAddr = ([127, 0, 0, 2], port).into();
     let serve = Serve::start_at(addr, &env).await.unwrap();
     let r = reqwest::get(format!("http://{addr}/livez")).await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err(),
-        "also listening on 127.0.0.1:{port}"
+        serve.log_text().contains(&format!("\"listen\":\"{addr}\"")),
+        "{}",
+        serve.log_text()
     );
     assert!(serve.stop().await.unwrap().success());
+    drop(held);
 
     if ipv6_loopback() {
         let port = free_port();
@@ -1084,24 +1085,20 @@ async fn a_flag_beats_the_environment() {
     assert!(stdout.contains("folders       1 match"), "{stdout}");
     assert!(!stdout.contains("shared/support/Billing"), "{stdout}");
 
-    // serve --listen wins over FLAGPOST_LISTEN (which points at a port nobody listens on).
-    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    // serve --listen wins over FLAGPOST_LISTEN, which names a port this test holds: a server
+    // that used it could not start.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut env = flagpost_env(&dovecot, &db);
-    let unused = free_port();
-    env.push(("FLAGPOST_LISTEN", format!("127.0.0.1:{unused}")));
+    env.push(("FLAGPOST_LISTEN", held.local_addr().unwrap().to_string()));
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let listen = addr.to_string();
     let log = serve_stderr(&["--listen", &listen], &env, addr, async {
         let r = reqwest::get(format!("http://{addr}/livez")).await?;
         anyhow::ensure!(r.status() == 200, "livez: {}", r.status());
-        anyhow::ensure!(
-            tokio::net::TcpStream::connect(("127.0.0.1", unused))
-                .await
-                .is_err(),
-            "also listening on FLAGPOST_LISTEN's port"
-        );
         Ok(())
     })
     .await
     .unwrap();
     assert!(log.contains("serving"), "{log}");
+    drop(held);
 }
