@@ -804,8 +804,8 @@ async fn an_unanswered_webhook_attempt_times_out_after_the_configured_seconds() 
     .map_err(|e| anyhow::anyhow!("{e}\n{}", f.serve.log_text()))
     .unwrap();
     let ms = attempt["duration_ms"].as_u64().unwrap();
-    // About one second: not answered, and given up long before the 10 s default.
-    assert!((900..6_000).contains(&ms), "{attempt}");
+    // About one second (with room for a loaded machine): given up well before the 10 s default.
+    assert!((900..9_000).contains(&ms), "{attempt}");
     assert_eq!(attempt["status"], "pending", "{attempt}");
     assert!(attempt["response_status"].is_null(), "{attempt}");
     assert!(
