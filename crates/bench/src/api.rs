@@ -1279,7 +1279,11 @@ async fn run_with(
             while churning.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let uid = 1 + n % 100;
-                let op = if (n / 100).is_multiple_of(2) { '+' } else { '-' };
+                let op = if (n / 100).is_multiple_of(2) {
+                    '+'
+                } else {
+                    '-'
+                };
                 c.command_ok(&format!("UID STORE {uid} {op}FLAGS (\\Flagged)"))
                     .await?;
                 n += 1;

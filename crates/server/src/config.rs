@@ -382,7 +382,13 @@ impl Config {
             ));
         }
         let password = match (non_empty(&raw.imap_password), &raw.imap_password_file) {
-            (Some(p), _) => Some(p.to_owned()),
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "FLAGPOST_IMAP_PASSWORD_FILE",
+                    "is set together with FLAGPOST_IMAP_PASSWORD; set only one",
+                ));
+            }
+            (Some(p), None) => Some(p.to_owned()),
             (None, Some(file)) => Some(read_secret_file("FLAGPOST_IMAP_PASSWORD_FILE", file)?),
             (None, None) => None,
         };
@@ -466,7 +472,13 @@ impl Config {
 
         // A short key is blamed on the variable it came from.
         let jwt_secret = match (non_empty(&raw.jwt_secret), &raw.jwt_secret_file) {
-            (Some(s), _) => Some((s.to_owned(), "FLAGPOST_JWT_SECRET")),
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "FLAGPOST_JWT_SECRET_FILE",
+                    "is set together with FLAGPOST_JWT_SECRET; set only one",
+                ));
+            }
+            (Some(s), None) => Some((s.to_owned(), "FLAGPOST_JWT_SECRET")),
             (None, Some(file)) => Some((
                 read_secret_file("FLAGPOST_JWT_SECRET_FILE", file)?,
                 "FLAGPOST_JWT_SECRET_FILE",
@@ -732,6 +744,22 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(e.var, "FLAGPOST_JWT_SECRET_FILE");
         assert!(!e.to_string().contains("too short"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_and_its_file_together_are_refused_rather_than_one_silently_winning() {
+        let mut raw = full();
+        raw.imap_password_file = Some("/nonexistent/password".into());
+        let e = Config::from_raw(&raw, None, ALL).unwrap_err();
+        assert_eq!(e.var, "FLAGPOST_IMAP_PASSWORD_FILE");
+        assert!(e.to_string().contains("set only one"), "{e}");
+
+        let mut raw = full();
+        raw.jwt_secret = Some("0123456789abcdef0123456789abcdef".into());
+        raw.jwt_secret_file = Some("/nonexistent/jwt".into());
+        let e = Config::from_raw(&raw, None, ALL).unwrap_err();
+        assert_eq!(e.var, "FLAGPOST_JWT_SECRET_FILE");
+        assert!(!e.to_string().contains("0123456789abcdef"), "{e}");
     }
 
     #[test]
