@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 const SERVICE: &str = "flagpost";
 const SERVICE_PW: &str = "service-pw";
 /// The staff user whose requests are measured (`lr` on every bench folder, `lrsw` on `Live`).
-const AGENT: &str = "agent";
+pub(crate) const AGENT: &str = "agent";
 const AGENT_PW: &str = "agent-pw";
 /// Another user whose streams watch the PATCHes (`lr`).
 const WATCHER: &str = "watcher";
@@ -89,17 +89,17 @@ impl Default for ApiArgs {
     }
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// Percentile `q` (0–1) of sorted samples, nearest rank.
-fn pct<T: Copy>(sorted: &[T], q: f64) -> T {
+pub(crate) fn pct<T: Copy>(sorted: &[T], q: f64) -> T {
     let i = ((sorted.len() as f64) * q).ceil() as usize;
     sorted[i.clamp(1, sorted.len()) - 1]
 }
 
-fn summary(mut v: Vec<Duration>) -> (Duration, Duration, Duration, Duration, Duration) {
+pub(crate) fn summary(mut v: Vec<Duration>) -> (Duration, Duration, Duration, Duration, Duration) {
     v.sort();
     (
         pct(&v, 0.5),
@@ -113,15 +113,21 @@ fn summary(mut v: Vec<Duration>) -> (Duration, Duration, Duration, Duration, Dur
 // ---------------------------------------------------------------------------------------------
 // The server process
 
-struct Server {
+pub(crate) struct Server {
     child: tokio::process::Child,
-    pid: u32,
-    base: String,
+    pub(crate) pid: u32,
+    pub(crate) base: String,
     log: PathBuf,
 }
 
 impl Server {
-    async fn start(dovecot: &Dovecot, db: &TestDatabase, log: PathBuf) -> Result<Server> {
+    /// Starts `flagpost serve` with the settings every benchmark uses, plus `env`.
+    pub(crate) async fn start(
+        dovecot: &Dovecot,
+        db: &TestDatabase,
+        log: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Result<Server> {
         let exe = std::env::current_exe()?.with_file_name("flagpost");
         ensure!(
             exe.is_file(),
@@ -148,6 +154,7 @@ impl Server {
             .env("FLAGPOST_ACL_POLL_SECS", "86400")
             .env("FLAGPOST_LISTEN", addr.to_string())
             .env("FLAGPOST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true)
@@ -170,11 +177,11 @@ impl Server {
         Ok(server)
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    async fn stop(mut self) -> Result<()> {
+    pub(crate) async fn stop(mut self) -> Result<()> {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.pid as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -192,7 +199,7 @@ impl Server {
 // ---------------------------------------------------------------------------------------------
 // CPU accounting from /proc (USER_HZ is 100 on Linux)
 
-fn cpu_ticks(pid: u32) -> Option<(u64, u32)> {
+pub(crate) fn cpu_ticks(pid: u32) -> Option<(u64, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces: fields count from after its closing parenthesis.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -206,13 +213,13 @@ fn cpu_ticks(pid: u32) -> Option<(u64, u32)> {
 /// Processes whose CPU time is reported: Flagpost, PostgreSQL (the postmaster and its
 /// children), Dovecot's processes are left out (idle during the reads).
 #[derive(Debug, Clone, Copy)]
-struct Procs {
-    flagpost: u32,
-    postmaster: u32,
+pub(crate) struct Procs {
+    pub(crate) flagpost: u32,
+    pub(crate) postmaster: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct CpuSample {
+pub(crate) struct CpuSample {
     flagpost: u64,
     postgres: u64,
     bench: u64,
@@ -223,7 +230,7 @@ struct CpuSample {
 
 impl CpuSample {
     /// `(flagpost, postgres, bench, machine busy, steal)` in cores over `secs`.
-    fn cores(&self, later: &CpuSample, secs: f64) -> [f64; 5] {
+    pub(crate) fn cores(&self, later: &CpuSample, secs: f64) -> [f64; 5] {
         let c = |a: u64, b: u64| b.saturating_sub(a) as f64 / 100.0 / secs;
         [
             c(self.flagpost, later.flagpost),
@@ -235,7 +242,7 @@ impl CpuSample {
     }
 }
 
-fn machine_ticks() -> (u64, u64) {
+pub(crate) fn machine_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
         return (0, 0);
@@ -251,7 +258,7 @@ fn machine_ticks() -> (u64, u64) {
 }
 
 impl Procs {
-    fn sample(&self) -> CpuSample {
+    pub(crate) fn sample(&self) -> CpuSample {
         let mut postgres = cpu_ticks(self.postmaster).map_or(0, |t| t.0);
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for e in dir.flatten() {
@@ -276,7 +283,7 @@ impl Procs {
     }
 }
 
-async fn xacts(pool: &PgPool) -> Result<i64> {
+pub(crate) async fn xacts(pool: &PgPool) -> Result<i64> {
     Ok(sqlx::query_scalar(
         "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
     )
@@ -289,7 +296,7 @@ async fn xacts(pool: &PgPool) -> Result<i64> {
 
 /// Writes `folders` folders and `messages` messages into PostgreSQL, with ACLs granting
 /// `agent` and `watcher` `lr`; returns the folder ids.
-async fn seed(pool: &PgPool, folders: usize, messages: usize) -> Result<Vec<i64>> {
+pub(crate) async fn seed(pool: &PgPool, folders: usize, messages: usize) -> Result<Vec<i64>> {
     let per = messages.div_ceil(folders) as i64;
     let ids: Vec<i64> = sqlx::query_scalar(
         "INSERT INTO folders (imap_name, name, delimiter, uidvalidity, highest_modseq, uidnext,
@@ -385,7 +392,7 @@ async fn seed(pool: &PgPool, folders: usize, messages: usize) -> Result<Vec<i64>
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
 
-fn http_client() -> Result<reqwest::Client> {
+pub(crate) fn http_client() -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .pool_max_idle_per_host(usize::MAX)
         .tcp_nodelay(true)
@@ -405,7 +412,7 @@ async fn login(client: &reqwest::Client, base: &str, user: &str, pw: &str) -> Re
     Ok(body["token"].as_str().context("no token")?.to_owned())
 }
 
-async fn create_token(pool: &PgPool, identity: &str, scopes: &[&str]) -> Result<String> {
+pub(crate) async fn create_token(pool: &PgPool, identity: &str, scopes: &[&str]) -> Result<String> {
     let secret = flagpost_api::auth::new_token_secret();
     let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
     flagpost_store::auth::create_token(
@@ -421,7 +428,7 @@ async fn create_token(pool: &PgPool, identity: &str, scopes: &[&str]) -> Result<
     Ok(secret)
 }
 
-async fn get_json(client: &reqwest::Client, url: &str, auth: &str) -> Result<Value> {
+pub(crate) async fn get_json(client: &reqwest::Client, url: &str, auth: &str) -> Result<Value> {
     let r = client.get(url).bearer_auth(auth).send().await?;
     let status = r.status();
     let text = r.text().await?;
@@ -1090,7 +1097,7 @@ async fn patches(
 
 // ---------------------------------------------------------------------------------------------
 
-fn live_message(i: usize) -> Vec<u8> {
+pub(crate) fn live_message(i: usize) -> Vec<u8> {
     format!(
         "From: Customer {i} <customer{i}@customer.example>\r\nTo: support@example.org\r\nSubject: Live question #{i}\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <live-{i}@example.org>\r\n\r\nHello support team,\r\nplease have a look.\r\n"
     )
@@ -1130,7 +1137,7 @@ pub async fn run(args: &ApiArgs) -> Result<()> {
 
     let db = TestDatabase::create().await?;
     let log = std::env::temp_dir().join(format!("flagpost-bench-serve-{}.log", std::process::id()));
-    let server = Server::start(&dovecot, &db, log).await?;
+    let server = Server::start(&dovecot, &db, log, &[]).await?;
     let result = run_with(args, &dovecot, &db, &server).await;
     if result.is_err() {
         eprintln!("flagpost serve log:\n{}", server.log_text());
@@ -1142,6 +1149,33 @@ pub async fn run(args: &ApiArgs) -> Result<()> {
     result
 }
 
+/// Waits until the mirror has `Live` with its `messages`: its first folder discovery is done,
+/// and folders seeded into PostgreSQL from now on stay as they are. Returns Live's id.
+pub(crate) async fn wait_live(pool: &PgPool, messages: usize) -> Result<i64> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let row: Option<(i64, String, i64)> = sqlx::query_as(
+            "SELECT f.id, f.sync_state, (SELECT count(*) FROM messages m WHERE m.folder_id = f.id)
+             FROM folders f WHERE f.imap_name = $1",
+        )
+        .bind(LIVE)
+        .fetch_optional(pool)
+        .await
+        .unwrap_or(None);
+        if let Some((id, state, n)) = row
+            && state == "live"
+            && n == messages as i64
+        {
+            return Ok(id);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "Live was not mirrored within 2 min"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn run_with(
     args: &ApiArgs,
     dovecot: &Dovecot,
@@ -1150,29 +1184,7 @@ async fn run_with(
 ) -> Result<()> {
     let pool = flagpost_store::connect(&db.url(), Duration::from_secs(10)).await?;
     let base = server.base.as_str();
-    // The first discovery is done when Live is mirrored.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let live: i64 = loop {
-        let row: Option<(i64, String, i64)> = sqlx::query_as(
-            "SELECT f.id, f.sync_state, (SELECT count(*) FROM messages m WHERE m.folder_id = f.id)
-             FROM folders f WHERE f.imap_name = $1",
-        )
-        .bind(LIVE)
-        .fetch_optional(&pool)
-        .await
-        .unwrap_or(None);
-        if let Some((id, state, n)) = row
-            && state == "live"
-            && n == LIVE_MESSAGES as i64
-        {
-            break id;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "Live was not mirrored within 2 min"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let live = wait_live(&pool, LIVE_MESSAGES).await?;
     let t = Instant::now();
     let bench_folders = seed(&pool, args.folders, args.messages).await?;
     eprintln!(

@@ -7,9 +7,11 @@
 //! propagation from another client's STORE to the NOTIFY of the committed event; and, with
 //! `--memory`, the RSS of `flagpost serve` watching 20 folders of 50k messages.
 //!
-//! `--api` runs the REST API and event stream figures instead (see `api.rs`).
+//! `--api` runs the REST API and event stream figures instead (see `api.rs`); `--webhooks` the
+//! webhook delivery figures (see `webhooks.rs`).
 
 mod api;
+mod webhooks;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,8 +23,8 @@ use flagpost_store::PgPool;
 use rand::Rng;
 use sqlx::postgres::PgListener;
 
-const SERVICE: &str = "flagpost";
-const SERVICE_PW: &str = "service-pw";
+pub(crate) const SERVICE: &str = "flagpost";
+pub(crate) const SERVICE_PW: &str = "service-pw";
 
 struct Args {
     big: usize,
@@ -31,6 +33,7 @@ struct Args {
     memory: bool,
     memory_only: bool,
     api: Option<api::ApiArgs>,
+    webhooks: Option<webhooks::WebhookArgs>,
 }
 
 fn args() -> Result<Args> {
@@ -41,6 +44,7 @@ fn args() -> Result<Args> {
         memory: false,
         memory_only: false,
         api: None,
+        webhooks: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -78,9 +82,23 @@ fn args() -> Result<Args> {
                     other => bail!("unknown argument {other}"),
                 }
             }
+            "--webhooks" => {
+                a.webhooks.get_or_insert_with(Default::default);
+            }
+            hook_flag if hook_flag.starts_with("--webhooks-") => {
+                let n = num()?;
+                let hooks = a.webhooks.get_or_insert_with(Default::default);
+                match hook_flag {
+                    "--webhooks-events" => hooks.events = n,
+                    "--webhooks-hooks" => hooks.hooks = n,
+                    "--webhooks-rate" => hooks.rate = n,
+                    "--webhooks-batch" => hooks.batch = n,
+                    other => bail!("unknown argument {other}"),
+                }
+            }
             other => {
                 bail!(
-                    "unknown argument {other}; use --big N --small N --changes N [--memory | --memory-only], or --api [--api-messages N --api-folders N --api-clients N --api-warmup S --api-secs S --api-streams N --api-rounds N --api-patches N --api-subscribers N]"
+                    "unknown argument {other}; use --big N --small N --changes N [--memory | --memory-only], or --api [--api-messages N --api-folders N --api-clients N --api-warmup S --api-secs S --api-streams N --api-rounds N --api-patches N --api-subscribers N], or --webhooks [--webhooks-events N --webhooks-hooks N --webhooks-rate N --webhooks-batch N]"
                 )
             }
         }
@@ -511,6 +529,9 @@ async fn main() -> Result<()> {
     println!();
     if let Some(api_args) = &args.api {
         return api::run(api_args).await;
+    }
+    if let Some(webhook_args) = &args.webhooks {
+        return webhooks::run(webhook_args).await;
     }
     println!("| figure | raw IMAP client | Flagpost | ratio |");
     println!("|---|---|---|---|");
