@@ -470,9 +470,7 @@ async fn deliver(
     webhook_id: i64,
     c: flagpost_store::webhooks::Claimed,
 ) {
-    let Ok(Some(hook)) = flagpost_store::webhooks::webhook(&state.pool, webhook_id).await else {
-        return;
-    };
+    let hook = &c.webhook;
     // Authorised at the moment of delivery: the identity must still read the folder, and the
     // filters may have changed since the event was queued.
     let principal = webhook_principal(state, &hook.identity);

@@ -249,7 +249,7 @@ pub async fn enqueue(
     Ok(queued)
 }
 
-/// A claimed delivery: what to send.
+/// A claimed delivery: what to send, and where.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     /// Delivery id.
@@ -258,6 +258,8 @@ pub struct Claimed {
     pub attempt: i32,
     /// The event.
     pub event: EventRow,
+    /// The webhook as it is at the claim (its row was locked while claiming).
+    pub webhook: WebhookRow,
 }
 
 /// What claiming a webhook's head found.
@@ -269,63 +271,117 @@ pub enum Claim {
     NotBefore(DateTime<Utc>),
     /// Nothing pending.
     Empty,
-    /// Another worker holds this webhook right now.
+    /// Another worker holds this webhook right now (or it is disabled or gone).
     Busy,
+}
+
+/// The claim's one row: whether the webhook row was locked, the head found, and, when it was
+/// due and is now ours, its attempt number, its event and the webhook.
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    locked: bool,
+    head: Option<i64>,
+    not_before: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    attempt: Option<i32>,
+    event_id: Option<i64>,
+    event_type: Option<String>,
+    event_at: Option<DateTime<Utc>>,
+    event_folder_id: Option<i64>,
+    event_message_id: Option<i64>,
+    event_data: Option<serde_json::Value>,
+    url: Option<String>,
+    identity: Option<String>,
+    events: Option<Vec<String>>,
+    folders: Option<Vec<i64>>,
+    enabled: Option<bool>,
+    disabled_reason: Option<String>,
+    secret: Option<String>,
+    created_at: Option<DateTime<Utc>>,
 }
 
 /// Claims webhook `id`'s oldest pending delivery (lowest event id) if it is due: one in
 /// flight per webhook, in event order. The webhook row is locked with `SKIP LOCKED`, so workers
 /// in other processes pass over a webhook being claimed instead of waiting; the lease keeps the
 /// delivery ours while we send it, and lets it go back to the queue if we crash.
+///
+/// One statement, one round trip (a delivery's cost is mostly round trips). Its snapshot may
+/// predate the commit of another worker that held the webhook row just before us, so the head
+/// it reads may be stale: the `UPDATE` therefore checks status, due time and lease again on the
+/// row's latest version (READ COMMITTED re-evaluates them there) and claims nothing when another
+/// worker got there first. Its commit need not wait for the WAL flush: losing a claim in a
+/// PostgreSQL crash only loses a lease and an attempt count, and the delivery is made again.
 pub async fn claim_head(pool: &PgPool, id: i64, lease_secs: f64) -> sqlx::Result<Claim> {
-    let mut tx = pool.begin().await?;
-    let locked: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM webhooks WHERE id = $1 AND enabled FOR UPDATE SKIP LOCKED",
+    let row: ClaimRow = sqlx::query_as(
+        "WITH hook AS (
+             SELECT * FROM webhooks WHERE id = $1 AND enabled FOR UPDATE SKIP LOCKED
+         ),
+         head AS (
+             SELECT d.id, d.next_attempt_at, d.lease_until FROM webhook_deliveries d
+             WHERE d.webhook_id = $1 AND d.status = 'pending' AND EXISTS (SELECT 1 FROM hook)
+             ORDER BY d.event_id, d.id LIMIT 1
+         ),
+         claimed AS (
+             UPDATE webhook_deliveries d SET attempt = d.attempt + 1,
+                 lease_until = now() + make_interval(secs => $2)
+             FROM head
+             WHERE d.id = head.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+               AND (d.lease_until IS NULL OR d.lease_until <= now())
+             RETURNING d.id, d.attempt, d.event_id
+         )
+         SELECT EXISTS (SELECT 1 FROM hook) AS locked, head.id AS head,
+                GREATEST(head.next_attempt_at, head.lease_until) AS not_before, now() AS now,
+                claimed.attempt, e.id AS event_id, e.type AS event_type, e.at AS event_at,
+                e.folder_id AS event_folder_id, e.message_id AS event_message_id,
+                e.data AS event_data, hook.url, hook.identity, hook.events, hook.folders,
+                hook.enabled, hook.disabled_reason, hook.secret, hook.created_at,
+                set_config('synchronous_commit', 'off', true) AS async_commit
+         FROM (SELECT 1) one
+         LEFT JOIN hook ON true
+         LEFT JOIN head ON true
+         LEFT JOIN claimed ON true
+         LEFT JOIN events e ON e.id = claimed.event_id",
     )
     .bind(id)
-    .fetch_optional(&mut *tx)
+    .bind(lease_secs)
+    .fetch_one(pool)
     .await?;
-    if locked.is_none() {
+    if !row.locked {
         return Ok(Claim::Busy);
     }
-    // id, next_attempt_at, lease_until, now()
-    type Head = (i64, DateTime<Utc>, Option<DateTime<Utc>>, DateTime<Utc>);
-    let head: Option<Head> = sqlx::query_as(
-        "SELECT id, next_attempt_at, lease_until, now() FROM webhook_deliveries
-         WHERE webhook_id = $1 AND status = 'pending' ORDER BY event_id, id LIMIT 1",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((delivery, due, lease, now)) = head else {
+    let Some(delivery_id) = row.head else {
         return Ok(Claim::Empty);
     };
-    let not_before = lease.map_or(due, |l| l.max(due));
-    if not_before > now {
-        return Ok(Claim::NotBefore(not_before));
-    }
-    let (attempt,): (i32,) = sqlx::query_as(
-        "UPDATE webhook_deliveries SET attempt = attempt + 1,
-             lease_until = now() + make_interval(secs => $2)
-         WHERE id = $1 RETURNING attempt",
-    )
-    .bind(delivery)
-    .bind(lease_secs)
-    .fetch_one(&mut *tx)
-    .await?;
-    let event: EventRow = sqlx::query_as(
-        "SELECT e.id, e.type, e.at, e.folder_id, e.message_id, e.data
-         FROM webhook_deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1",
-    )
-    .bind(delivery)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Claim::Claimed(Box::new(Claimed {
-        delivery_id: delivery,
-        attempt,
-        event,
-    })))
+    let claimed = (|| {
+        Some(Claimed {
+            delivery_id,
+            attempt: row.attempt?,
+            event: EventRow {
+                id: row.event_id?,
+                kind: row.event_type?,
+                at: row.event_at?,
+                folder_id: row.event_folder_id?,
+                message_id: row.event_message_id,
+                data: row.event_data?,
+            },
+            webhook: WebhookRow {
+                id,
+                url: row.url?,
+                identity: row.identity?,
+                events: row.events,
+                folders: row.folders,
+                enabled: row.enabled?,
+                disabled_reason: row.disabled_reason,
+                secret: row.secret?,
+                created_at: row.created_at?,
+            },
+        })
+    })();
+    Ok(match claimed {
+        Some(c) => Claim::Claimed(Box::new(c)),
+        // Not due, leased, or taken by another worker since our snapshot.
+        None => Claim::NotBefore(row.not_before.unwrap_or(row.now).max(row.now)),
+    })
 }
 
 /// How an attempt ended.
@@ -347,19 +403,29 @@ pub struct AttemptRecord {
     pub disable: Option<String>,
 }
 
-/// Records an attempt and releases the lease.
+/// Records an attempt and releases the lease (and disables the webhook on a 410), in one
+/// statement. Its commit need not wait for the WAL flush: a record lost in a PostgreSQL crash
+/// means the delivery is made again (at least once), and since the WAL is lost only from some
+/// point on, a later delivery's record never survives an earlier one's.
 pub async fn record_attempt(
     pool: &PgPool,
     webhook_id: i64,
     delivery_id: i64,
     r: &AttemptRecord,
 ) -> sqlx::Result<()> {
-    let mut tx = pool.begin().await?;
     sqlx::query(
-        "UPDATE webhook_deliveries SET status = $2, next_attempt_at = COALESCE($3, next_attempt_at),
-             lease_until = NULL, response_status = $4, response_body = $5, error = $6,
-             duration_ms = $7, at = now()
-         WHERE id = $1",
+        "WITH recorded AS (
+             UPDATE webhook_deliveries SET status = $2,
+                 next_attempt_at = COALESCE($3, next_attempt_at),
+                 lease_until = NULL, response_status = $4, response_body = $5, error = $6,
+                 duration_ms = $7, at = now()
+             WHERE id = $1
+         ),
+         disabled AS (
+             UPDATE webhooks SET enabled = false, disabled_reason = $9, updated_at = now()
+             WHERE id = $8 AND $9::text IS NOT NULL
+         )
+         SELECT set_config('synchronous_commit', 'off', true)",
     )
     .bind(delivery_id)
     .bind(r.status)
@@ -368,18 +434,11 @@ pub async fn record_attempt(
     .bind(r.response_body.as_deref())
     .bind(r.error.as_deref())
     .bind(r.duration_ms)
-    .execute(&mut *tx)
-    .await?;
-    if let Some(reason) = &r.disable {
-        sqlx::query(
-            "UPDATE webhooks SET enabled = false, disabled_reason = $2, updated_at = now() WHERE id = $1",
-        )
-        .bind(webhook_id)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await
+    .bind(webhook_id)
+    .bind(r.disable.as_deref())
+    .execute(pool)
+    .await
+    .map(drop)
 }
 
 /// Drops a claimed delivery the webhook may no longer receive (its identity lost the right).

@@ -531,3 +531,100 @@ async fn unsafe_targets_are_refused_and_redirects_not_followed() {
         "the redirect target was never called"
     );
 }
+
+/// Workers in several processes (here: connections) compete for one webhook's queue: each
+/// delivery is claimed once while its lease runs, and claims follow event order, even though a
+/// claim reads the queue in one statement whose snapshot may predate another worker's commit.
+#[tokio::test]
+async fn competing_workers_claim_each_delivery_once_in_event_order() {
+    use flagpost_harness::TestDatabase;
+    use flagpost_store::events::{EventType, NewEvent, append_events};
+    use flagpost_store::webhooks::{AttemptRecord, Claim};
+
+    let db = TestDatabase::create().await.unwrap();
+    let pool = flagpost_store::connect(&db.url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    flagpost_store::migrate(&pool).await.unwrap();
+    let (folder, _) = flagpost_store::folders::upsert_listed_folder(&pool, "f", "f", Some("/"))
+        .await
+        .unwrap();
+    let hook = flagpost_store::webhooks::create_webhook(
+        &pool,
+        "http://receiver.invalid/",
+        "agent",
+        None,
+        None,
+        "whsec_c2VjcmV0",
+        "admin",
+    )
+    .await
+    .unwrap();
+    let events = 60;
+    let mut tx = pool.begin().await.unwrap();
+    let new: Vec<NewEvent> = (0..events)
+        .map(|i| NewEvent {
+            kind: EventType::FolderSyncChanged,
+            folder_id: folder.id,
+            message_id: None,
+            data: json!({ "n": i }),
+        })
+        .collect();
+    let ids = append_events(&mut tx, &new).await.unwrap();
+    tx.commit().await.unwrap();
+    let queued = flagpost_store::webhooks::enqueue(&pool, 1000, |_| vec![folder.id])
+        .await
+        .unwrap();
+    assert_eq!(queued, events as u64);
+
+    let workers_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&db.url())
+        .await
+        .unwrap();
+    let claimed: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (pool, claimed) = (workers_pool.clone(), claimed.clone());
+        workers.push(tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while tokio::time::Instant::now() < deadline {
+                match flagpost_store::webhooks::claim_head(&pool, hook.id, 60.0)
+                    .await
+                    .unwrap()
+                {
+                    Claim::Claimed(c) => {
+                        claimed.lock().unwrap().push(c.event.id);
+                        let record = AttemptRecord {
+                            status: "delivered",
+                            retry_at: None,
+                            response_status: Some(204),
+                            response_body: None,
+                            error: None,
+                            duration_ms: 0,
+                            disable: None,
+                        };
+                        flagpost_store::webhooks::record_attempt(
+                            &pool,
+                            hook.id,
+                            c.delivery_id,
+                            &record,
+                        )
+                        .await
+                        .unwrap();
+                    }
+                    Claim::Empty => return,
+                    Claim::NotBefore(_) | Claim::Busy => tokio::task::yield_now().await,
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(
+        *claimed.lock().unwrap(),
+        ids,
+        "claims: each once, in event order"
+    );
+}
