@@ -1290,7 +1290,8 @@ async fn run_with(
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             while churning.load(Ordering::Relaxed) {
                 tick.tick().await;
-                let uid = 1 + n % 100;
+                // UIDs the PATCH phase (the lowest) and its raw client (the highest) leave alone
+                let uid = 401 + n % 100;
                 let op = if (n / 100).is_multiple_of(2) {
                     '+'
                 } else {
@@ -1300,6 +1301,7 @@ async fn run_with(
                     .await?;
                 n += 1;
             }
+            c.command_ok("UID STORE 401:500 -FLAGS (\\Flagged)").await?;
             c.logout().await;
             Ok::<u64, anyhow::Error>(n)
         })
