@@ -104,44 +104,6 @@ pub async fn append_events(
     Ok(ids)
 }
 
-/// Inserts `events` in order and announces the highest id (or `prior_max`, the highest id the
-/// transaction wrote otherwise) in the same round trip; the caller holds the writer lock.
-pub(crate) async fn insert_events_and_notify(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[NewEvent],
-    prior_max: Option<i64>,
-) -> sqlx::Result<()> {
-    if events.is_empty() {
-        if let Some(max) = prior_max {
-            notify(tx, max).await?;
-        }
-        return Ok(());
-    }
-    let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let folders: Vec<i64> = events.iter().map(|e| e.folder_id).collect();
-    let messages: Vec<Option<i64>> = events.iter().map(|e| e.message_id).collect();
-    let data: Vec<serde_json::Value> = events.iter().map(|e| e.data.clone()).collect();
-    sqlx::query(
-        "WITH e AS (
-             INSERT INTO events (type, folder_id, message_id, data)
-             SELECT t, f, m, d FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[])
-                  WITH ORDINALITY AS u(t, f, m, d, n)
-             ORDER BY n
-             RETURNING id
-         )
-         SELECT pg_notify($5, GREATEST((SELECT max(id) FROM e), $6)::text)",
-    )
-    .bind(&types)
-    .bind(&folders)
-    .bind(&messages)
-    .bind(&data)
-    .bind(EVENTS_CHANNEL)
-    .bind(prior_max)
-    .execute(&mut **tx)
-    .await
-    .map(drop)
-}
-
 /// Inserts `events` in order; the caller holds the writer lock and notifies.
 pub(crate) async fn insert_events(
     tx: &mut Transaction<'_, Postgres>,

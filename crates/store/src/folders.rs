@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use flagpost_domain::sync::{Checkpoint, SyncState};
 use serde_json::json;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 
 use crate::events::{EventType, NewEvent, append_events};
 
@@ -198,25 +198,6 @@ pub async fn set_sync_state(
         .await?;
     }
     tx.commit().await
-}
-
-/// Writes the checkpoint inside the transaction that applies the changes it covers.
-pub(crate) async fn write_checkpoint(
-    tx: &mut Transaction<'_, Postgres>,
-    folder_id: i64,
-    checkpoint: &Checkpoint,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE folders SET uidvalidity = $2, highest_modseq = $3, uidnext = $4, last_synced_at = now()
-         WHERE id = $1",
-    )
-    .bind(folder_id)
-    .bind(i64::from(checkpoint.uidvalidity))
-    .bind(checkpoint.highest_modseq.map(|m| m as i64))
-    .bind(checkpoint.uidnext.map(i64::from))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// One mirrored ACL entry.
