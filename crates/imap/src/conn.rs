@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use flagpost_domain::sync::Checkpoint;
 use imap_proto::{MailboxDatum, Response, ResponseCode, Status, StatusAttribute};
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +100,9 @@ pub struct Conn {
     pub selected: Option<Selected>,
     /// News noticed since last taken.
     pub noticed: Noticed,
+    /// The folder and stored checkpoint the last [`crate::sync::examine_folder`] used, so the
+    /// sync step right after it need not read them again.
+    pub(crate) examined_with: Option<(i64, Option<Checkpoint>)>,
 }
 
 /// Why IDLE returned.
@@ -128,6 +132,7 @@ impl Conn {
             capability_list,
             selected: None,
             noticed: Noticed::default(),
+            examined_with: None,
         };
         if caps.qresync {
             conn.run("ENABLE QRESYNC", |_| {}).await?;
@@ -187,6 +192,7 @@ impl Conn {
             None => format!("EXAMINE {arg}"),
         };
         self.selected = None;
+        self.examined_with = None;
         self.noticed = Noticed::default();
         let mut fetches = Vec::new();
         let other = self.run(&cmd, |d| fetches.push(d)).await?;
@@ -341,6 +347,7 @@ impl Conn {
         if self.selected.is_some() {
             self.run("UNSELECT", |_| {}).await.ok();
             self.selected = None;
+            self.examined_with = None;
         }
         let mut info = StatusInfo::default();
         let cmd = format!("STATUS {arg} {items}");

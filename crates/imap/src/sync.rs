@@ -8,23 +8,31 @@
 //! - **full scan**: first sync, no CONDSTORE, or a new UIDVALIDITY: `UID FETCH 1:* (UID FLAGS)`
 //!   compared with the mirror.
 //!
+//! - **first sync**: an empty mirror skips the flag scan and fetches the folder in full by
+//!   sequence ranges.
+//!
 //! Either way messages the mirror does not have are fetched in full in chunks, and the new
 //! checkpoint is written in the same transaction as the last changes, so a crash repeats work
-//! but never skips a change.
+//! but never skips a change. Chunks are fetched, prepared and written as a pipeline: the
+//! connection reads the next chunk while PostgreSQL writes the previous one (a bounded channel
+//! between them keeps memory flat).
 
 use std::collections::{HashMap, HashSet};
 
 use flagpost_domain::Flags;
 use flagpost_domain::sync::{Checkpoint, FetchedMessage, FlagUpdate};
 use flagpost_store::PgPool;
-use flagpost_store::messages::{Applied, Changes};
+use flagpost_store::messages::{Applied, Changes, Prepared};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::conn::Conn;
 use crate::connect::ConnectError;
 use crate::fetch::{FULL_ITEMS, FetchData, uid_set};
 
-/// How many messages are fetched in full per command (and written per transaction).
+/// How many messages are fetched in full per command (and written per transaction). The first
+/// chunks are smaller so that PostgreSQL starts writing early.
 const CHUNK: usize = 2500;
+const FIRST_CHUNKS: [usize; 2] = [500, 1000];
 
 /// After adding this many rows in one step, refresh the planner's statistics.
 const ANALYZE_AFTER: usize = 5000;
@@ -72,11 +80,25 @@ pub async fn examine_folder(
     folder_id: i64,
     imap_name: &str,
 ) -> Result<crate::conn::Selected, SyncError> {
-    let known = flagpost_store::folders::folder(pool, folder_id)
-        .await?
-        .and_then(|row| row.checkpoint())
-        .and_then(|cp| Some((cp.uidvalidity, cp.highest_modseq?)));
-    Ok(conn.examine(imap_name, known).await?)
+    let t = std::time::Instant::now();
+    let row = flagpost_store::folders::folder(pool, folder_id).await?;
+    let read = t.elapsed();
+    let stored = row.as_ref().and_then(|row| row.checkpoint());
+    let known = stored.and_then(|cp| Some((cp.uidvalidity, cp.highest_modseq?)));
+    let sel = conn.examine(imap_name, known).await?;
+    tracing::debug!(
+        folder.id = folder_id,
+        read_us = read.as_micros() as u64,
+        examine_us = (t.elapsed() - read).as_micros() as u64,
+        qresync = sel.qresync_since.is_some(),
+        "examined"
+    );
+    if row.is_some() {
+        // The sync step that follows uses the same checkpoint (only this folder's watcher
+        // writes it) instead of reading it again.
+        conn.examined_with = Some((folder_id, stored));
+    }
+    Ok(sel)
 }
 
 /// How many full scans (first syncs, mostly) may run at once across all watchers: each holds a
@@ -93,14 +115,24 @@ pub async fn sync_selected(
     let sel = conn
         .selected
         .ok_or_else(|| ConnectError::Protocol("no mailbox selected".to_owned()))?;
-    let row = flagpost_store::folders::folder(pool, folder_id)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
-    let mut stored = row.checkpoint();
+    let mut stored = match conn.examined_with.take() {
+        Some((id, cp)) if id == folder_id => cp,
+        _ => flagpost_store::folders::folder(pool, folder_id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?
+            .checkpoint(),
+    };
     let mut reset = false;
-    let other_generation =
-        flagpost_store::messages::has_other_generation(pool, folder_id, sel.uidvalidity).await?;
-    if stored.is_some_and(|cp| cp.uidvalidity != sel.uidvalidity) || other_generation {
+    // A checkpoint is written only with rows of its own generation, and a reset drops every
+    // row with it; rows of another generation can only be left by a first sync that never
+    // finished (no checkpoint yet).
+    let other_generation = match stored {
+        Some(cp) => cp.uidvalidity != sel.uidvalidity,
+        None => {
+            flagpost_store::messages::has_other_generation(pool, folder_id, sel.uidvalidity).await?
+        }
+    };
+    if other_generation {
         flagpost_store::messages::reset_folder(
             pool,
             folder_id,
@@ -181,8 +213,28 @@ async fn incremental(
             latest.insert(uid, d);
         }
     }
+    // UIDs from UIDNEXT on are new to the mirror: a few are fetched in full now, so that they,
+    // the flag changes, the expunges and the checkpoint go in one transaction. (Should one be
+    // mirrored already, the write takes it as a flag update.) Many new messages (a mass
+    // append while Flagpost was away) go through the chunked pipeline below instead, so that
+    // memory and transactions stay bounded.
+    let mut fresh: Vec<u32> = match cp.uidnext {
+        Some(next) => latest.keys().copied().filter(|u| *u >= next).collect(),
+        None => Vec::new(),
+    };
+    if fresh.len() > FIRST_CHUNKS[0] {
+        fresh.clear();
+    }
+    fresh.sort_unstable();
+    let fetched = if fresh.is_empty() {
+        Vec::new()
+    } else {
+        fetch_full(conn, &uid_set(&fresh), true).await?
+    };
+    let mut fetched_full = fetched.len();
     let flag_updates: Vec<FlagUpdate> = latest
         .values()
+        .filter(|d| d.uid.is_some_and(|u| fresh.binary_search(&u).is_err()))
         .filter_map(FetchData::as_flag_update)
         .collect();
     let removed = vanished;
@@ -192,26 +244,27 @@ async fn incremental(
         highest_modseq: max_modseq,
         uidnext: sel.uidnext,
     };
-    // One transaction in the common case; messages the mirror lacks (new ones) are fetched in
-    // full afterwards, and the checkpoint is written only once they are in.
+    // One transaction (one round trip) in the common case; flag changes of messages the
+    // mirror lacks make those be fetched in full afterwards, and the checkpoint is written only
+    // once they are in.
     let first = Changes {
-        fetched: Vec::new(),
+        fetched,
         flag_updates,
         removed,
         checkpoint: Some(checkpoint),
     };
+    let t = std::time::Instant::now();
     let mut applied = apply(pool, folder_id, uv, first).await?;
-    let mut fetched_full = 0;
+    tracing::debug!(
+        folder.id = folder_id,
+        apply_us = t.elapsed().as_micros() as u64,
+        "incremental changes applied"
+    );
     if !applied.unknown.is_empty() {
         let unknown = std::mem::take(&mut applied.unknown);
-        let (n, added) = fetch_new(conn, pool, folder_id, uv, unknown).await?;
-        fetched_full = n;
+        let (n, added) = fetch_new(conn, pool, folder_id, uv, unknown, Some(checkpoint)).await?;
+        fetched_full += n;
         add(&mut applied, added);
-        let last = Changes {
-            checkpoint: Some(checkpoint),
-            ..Changes::default()
-        };
-        add(&mut applied, apply(pool, folder_id, uv, last).await?);
     }
     if !qresync && exists > 0 {
         // Without VANISHED an expunge shows only as a message count that disagrees, once the
@@ -251,6 +304,15 @@ async fn full_scan(
     let condstore = sel.highest_modseq.is_some();
     let noticed = conn.take_noticed();
     let exists = noticed.exists.unwrap_or(sel.exists);
+    let mirror: HashMap<u32, (Flags, Option<u64>)> =
+        flagpost_store::messages::uid_flags(pool, folder_id, uv)
+            .await?
+            .into_iter()
+            .map(|(uid, flags, modseq)| (uid, (flags, modseq)))
+            .collect();
+    if mirror.is_empty() && exists > 0 {
+        return first_sync(conn, pool, folder_id, exists).await;
+    }
     // Only what the comparison needs is kept per message: big folders scan in little memory.
     let mut server: HashMap<u32, (Flags, Option<u64>)> = HashMap::new();
     if exists > 0 {
@@ -268,19 +330,13 @@ async fn full_scan(
     }
     // News that raced with the scan stays noticed, so the watcher runs another step.
     let flag_records = server.len();
-    let mirror: HashMap<u32, (Flags, Option<u64>)> =
-        flagpost_store::messages::uid_flags(pool, folder_id, uv)
-            .await?
-            .into_iter()
-            .map(|(uid, flags, modseq)| (uid, (flags, modseq)))
-            .collect();
 
     let unknown: Vec<u32> = server
         .keys()
         .copied()
         .filter(|u| !mirror.contains_key(u))
         .collect();
-    let (fetched_full, mut applied) = fetch_new(conn, pool, folder_id, uv, unknown).await?;
+    let (fetched_full, mut applied) = fetch_new(conn, pool, folder_id, uv, unknown, None).await?;
     let flag_updates: Vec<FlagUpdate> = server
         .iter()
         .filter_map(|(uid, (flags, modseq))| {
@@ -341,77 +397,221 @@ async fn missing_on_server(
         .collect())
 }
 
-/// Fetches the messages `unknown` in full, in chunks, and writes each chunk while the next one
-/// is being fetched, so the IMAP server, the parsing and PostgreSQL work at the same time.
-/// No checkpoint is written here: a crash in between only repeats work.
+/// A first sync (the mirror has nothing of this generation): no flag scan to compare with,
+/// the folder is fetched in full by message sequence ranges. Without a UID command in
+/// between, the server sends no EXPUNGE (RFC 3501 §7.4.1), so the numbers hold throughout.
+/// The checkpoint is the one of the EXAMINE: whatever changes meanwhile has a higher MODSEQ
+/// and a UID from UIDNEXT on, and is fetched again by the next step.
+async fn first_sync(
+    conn: &mut Conn,
+    pool: &PgPool,
+    folder_id: i64,
+    exists: u32,
+) -> Result<SyncReport, SyncError> {
+    let sel = conn.selected.expect("checked by caller");
+    let checkpoint = Checkpoint {
+        uidvalidity: sel.uidvalidity,
+        highest_modseq: sel.highest_modseq,
+        uidnext: sel.uidnext,
+    };
+    let sets: Vec<String> = chunks(exists as usize)
+        .map(|(from, to)| format!("{}:{}", from + 1, to))
+        .collect();
+    let (fetched_full, applied) = pipeline(
+        conn,
+        pool,
+        folder_id,
+        sel.uidvalidity,
+        Source::Sequence(sets),
+        Some(checkpoint),
+    )
+    .await?;
+    Ok(SyncReport {
+        kind: SyncKind::FullScan,
+        reset: false,
+        fetched_full,
+        flag_records: fetched_full,
+        applied,
+    })
+}
+
+/// Chunk boundaries `[from, to)` over `0..n`: a few small chunks first, then [`CHUNK`].
+fn chunks(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut from = 0;
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if from >= n {
+            return None;
+        }
+        let size = FIRST_CHUNKS.get(i).copied().unwrap_or(CHUNK);
+        i += 1;
+        let to = (from + size).min(n);
+        let chunk = (from, to);
+        from = to;
+        Some(chunk)
+    })
+}
+
+/// Fetches the messages `unknown` in full, in chunks, writing them as they come (see
+/// [`pipeline`]); `last` is written with the last chunk.
 async fn fetch_new(
     conn: &mut Conn,
     pool: &PgPool,
     folder_id: i64,
     uv: u32,
     unknown: Vec<u32>,
+    last: Option<Checkpoint>,
 ) -> Result<(usize, Applied), SyncError> {
-    let mut applied = Applied::default();
-    let mut fetched = 0;
-    let mut writing: Option<tokio::task::JoinHandle<sqlx::Result<Applied>>> = None;
-    let (mut t_fetch, mut t_wait) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
-    for chunk in sorted(unknown).chunks(CHUNK) {
-        let t = std::time::Instant::now();
-        let msgs = fetch_full(conn, chunk).await?;
-        t_fetch += t.elapsed();
-        fetched += msgs.len();
-        let t = std::time::Instant::now();
-        if let Some(w) = writing.take() {
-            add(&mut applied, join(w).await?);
-        }
-        t_wait += t.elapsed();
+    let uids = sorted(unknown);
+    let sets: Vec<String> = chunks(uids.len())
+        .map(|(from, to)| uid_set(&uids[from..to]))
+        .collect();
+    pipeline(conn, pool, folder_id, uv, Source::Uids(sets), last).await
+}
+
+/// What a [`pipeline`] fetches: `UID FETCH` of UID sets, or `FETCH` of sequence sets.
+enum Source {
+    Uids(Vec<String>),
+    Sequence(Vec<String>),
+}
+
+/// Fetches chunks in full and writes each one in its own transaction, the IMAP reading and
+/// the preparing of the rows (here) overlapping the writing (a task behind a channel). Writes
+/// commit in order; `last`, the checkpoint, goes with the last chunk, so it commits only once
+/// everything before it has. An IMAP failure stops the fetching but lets
+/// the chunks already read be written: a crash or error only repeats work.
+async fn pipeline(
+    conn: &mut Conn,
+    pool: &PgPool,
+    folder_id: i64,
+    uv: u32,
+    source: Source,
+    last: Option<Checkpoint>,
+) -> Result<(usize, Applied), SyncError> {
+    let (by_uid, sets) = match source {
+        Source::Uids(sets) => (true, sets),
+        Source::Sequence(sets) => (false, sets),
+    };
+    if sets.is_empty() {
+        let applied = match last {
+            Some(cp) => {
+                let changes = Changes {
+                    checkpoint: Some(cp),
+                    ..Changes::default()
+                };
+                apply(pool, folder_id, uv, changes).await?
+            }
+            None => Applied::default(),
+        };
+        return Ok((0, applied));
+    }
+    // At most two chunks in memory: one being written, the next being fetched or waiting.
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Prepared, OwnedSemaphorePermit)>(1);
+    let writer = {
         let pool = pool.clone();
-        writing = Some(tokio::spawn(async move {
-            let changes = Changes {
+        tokio::spawn(async move {
+            let mut applied = Applied::default();
+            let mut busy = std::time::Duration::ZERO;
+            while let Some((p, slot)) = rx.recv().await {
+                let t = std::time::Instant::now();
+                let a = flagpost_store::messages::apply_prepared(&pool, folder_id, uv, &p).await?;
+                busy += t.elapsed();
+                drop((p, slot));
+                add(&mut applied, a);
+            }
+            Ok::<_, sqlx::Error>((applied, busy))
+        })
+    };
+    let mut fetched = 0;
+    let mut failed = None;
+    let (mut t_fetch, mut t_send) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    let n = sets.len();
+    for (i, set) in sets.iter().enumerate() {
+        let t = std::time::Instant::now();
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        t_send += t.elapsed();
+        let t = std::time::Instant::now();
+        let msgs = match fetch_full(conn, set, by_uid).await {
+            Ok(msgs) => msgs,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        };
+        fetched += msgs.len();
+        let mut p = Prepared::new(
+            folder_id,
+            &Changes {
                 fetched: msgs,
                 ..Changes::default()
-            };
-            flagpost_store::messages::apply_changes(&pool, folder_id, uv, &changes).await
-        }));
+            },
+        );
+        if i + 1 == n {
+            p.set_checkpoint(last);
+        }
+        t_fetch += t.elapsed();
+        if tx.send((p, slot)).await.is_err() {
+            // The writer failed: its error is reported below.
+            break;
+        }
     }
-    if let Some(w) = writing {
-        add(&mut applied, join(w).await?);
+    drop(tx);
+    let written = match writer.await {
+        Ok(r) => r.map_err(SyncError::Db),
+        Err(e) => Err(SyncError::Db(sqlx::Error::Protocol(format!(
+            "writer task failed: {e}"
+        )))),
+    };
+    if let Some(e) = failed {
+        return Err(e);
     }
+    let (applied, busy) = written?;
     tracing::debug!(
         folder.id = folder_id,
         fetched,
         fetch_ms = t_fetch.as_millis() as u64,
-        wait_for_db_ms = t_wait.as_millis() as u64,
+        wait_for_db_ms = t_send.as_millis() as u64,
+        db_ms = busy.as_millis() as u64,
         "fetched new messages"
     );
     Ok((fetched, applied))
 }
 
-async fn join(w: tokio::task::JoinHandle<sqlx::Result<Applied>>) -> Result<Applied, SyncError> {
-    match w.await {
-        Ok(r) => Ok(r?),
-        Err(e) => Err(SyncError::Db(sqlx::Error::Protocol(format!(
-            "writer task failed: {e}"
-        )))),
-    }
-}
-
-async fn fetch_full(conn: &mut Conn, uids: &[u32]) -> Result<Vec<FetchedMessage>, SyncError> {
+/// `UID FETCH` (or `FETCH`) of `set` with every item of a new message. FETCH responses without
+/// an ENVELOPE are other sessions' flag changes, not answers: they are noted as news for the
+/// next step.
+async fn fetch_full(
+    conn: &mut Conn,
+    set: &str,
+    by_uid: bool,
+) -> Result<Vec<FetchedMessage>, SyncError> {
     let modseq = if conn.selected.is_some_and(|s| s.highest_modseq.is_some()) {
         " MODSEQ"
     } else {
         ""
     };
-    let mut out = Vec::with_capacity(uids.len());
+    let uid = if by_uid { "UID " } else { "" };
+    let mut out = Vec::new();
+    let mut news = Vec::new();
     let mut skipped = 0usize;
-    conn.run(
-        &format!("UID FETCH {} ({FULL_ITEMS}{modseq})", uid_set(uids)),
-        |d| match d.into_message() {
+    conn.run(&format!("{uid}FETCH {set} ({FULL_ITEMS}{modseq})"), |d| {
+        if d.envelope.is_none() {
+            news.push(d);
+            return;
+        }
+        match d.into_message() {
             Some(m) => out.push(m),
             None => skipped += 1,
-        },
-    )
+        }
+    })
     .await?;
+    if !news.is_empty() {
+        conn.noticed.changed = true;
+        conn.noticed.fetches.extend(news);
+    }
     if skipped > 0 {
         tracing::warn!(skipped, "FETCH responses without UID or FLAGS were skipped");
     }
