@@ -725,6 +725,51 @@ mod tests {
         assert_eq!(counts, (3, 1));
     }
 
+    /// A UID both fetched in full and in the flag updates of one step takes the flags with the
+    /// higher MODSEQ (the update's on a tie or without MODSEQ), and a UID fetched twice the
+    /// later fetch.
+    #[tokio::test]
+    async fn the_newer_word_on_a_uid_wins() {
+        let (_db, pool, folder) = setup().await;
+        let first = Changes {
+            fetched: vec![message(1, &[], Some(10)), message(2, &[], Some(10))],
+            ..Changes::default()
+        };
+        apply_changes(&pool, folder, 42, &first).await.unwrap();
+        let update = |uid, flags: &[&str], modseq| FlagUpdate {
+            uid,
+            flags: Flags::new(flags.iter().copied()),
+            modseq,
+        };
+        let step = Changes {
+            fetched: vec![
+                message(1, &["\\Seen"], Some(30)),
+                message(2, &["\\Seen"], Some(20)),
+                message(3, &["\\Seen"], Some(20)),
+                message(3, &["\\Flagged"], Some(21)),
+                message(4, &["\\Seen"], Some(20)),
+            ],
+            flag_updates: vec![
+                update(1, &["\\Answered"], Some(25)),
+                update(2, &["\\Answered"], Some(25)),
+                update(4, &["\\Answered"], None),
+            ],
+            ..Changes::default()
+        };
+        let applied = apply_changes(&pool, folder, 42, &step).await.unwrap();
+        assert_eq!((applied.added, applied.updated), (2, 2));
+        let flags: Vec<(u32, Flags, Option<u64>)> = uid_flags(&pool, folder, 42).await.unwrap();
+        assert_eq!(
+            flags,
+            [
+                (1, Flags::new(["\\Seen"]), Some(30)),
+                (2, Flags::new(["\\Answered"]), Some(25)),
+                (3, Flags::new(["\\Flagged"]), Some(21)),
+                (4, Flags::new(["\\Answered"]), None),
+            ]
+        );
+    }
+
     /// Migration 0006 applies to a database that already holds a mirror at 0005, and the
     /// mirror then goes on from there; the statement triggers that replace the messages →
     /// folders foreign key still refuse a message of an unknown folder.

@@ -224,6 +224,103 @@ async fn changes_made_while_stopped_are_resynced_incrementally() {
     assert!(serve.stop().await.unwrap().success());
 }
 
+/// Many messages arriving while Flagpost is stopped (more than a resync fetches inline, so
+/// they go through the chunked fetch after the flag changes) are mirrored each exactly once,
+/// and the checkpoint ends up covering them.
+#[tokio::test]
+async fn a_mass_arrival_while_stopped_is_mirrored_without_loss_or_repeat() {
+    let dovecot = support_fixture().await.unwrap();
+    grant_alice(&dovecot).await;
+    let mut uids = Vec::new();
+    for i in 0..5 {
+        uids.push(
+            dovecot
+                .append(
+                    "support",
+                    "Queue",
+                    &message(&format!("m{i}"), "c@example.org"),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    let db = TestDatabase::create().await.unwrap();
+    let env = flagpost_env(&dovecot, &db);
+    let serve = Serve::start(&env).await.unwrap();
+    let pool = pool(&db).await;
+    wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
+        .await
+        .unwrap();
+    assert!(serve.stop().await.unwrap().success());
+
+    let arrivals = 1_200;
+    let received = std::time::SystemTime::now() - Duration::from_secs(3600);
+    dovecot
+        .seed_maildir("support", "Queue", arrivals, |i| {
+            (
+                message(&format!("bulk {i}"), "bulk@example.org"),
+                received,
+                if i % 3 == 0 { "S" } else { "" }.to_owned(),
+            )
+        })
+        .unwrap();
+    dovecot
+        .store("alice", QUEUE, uids[1], "+FLAGS (\\Answered)")
+        .await
+        .unwrap();
+
+    let serve = Serve::start(&env).await.unwrap();
+    wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
+        .await
+        .unwrap();
+    let queue_id: i64 = sqlx::query_scalar("SELECT id FROM folders WHERE imap_name = $1")
+        .bind(QUEUE)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let sync = flagpost_e2e::eventually(WAIT, "the sync log line for Queue", || async {
+        Ok(serve
+            .log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| {
+                v["fields"]["message"] == "folder synced" && v["fields"]["folder.id"] == queue_id
+            }))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
+    assert_eq!(sync["fields"]["kind"], "Incremental", "{sync}");
+    assert_eq!(sync["fields"]["fetched"], arrivals, "{sync}");
+    // One message.added per mirrored message, none twice.
+    let (messages, added, distinct): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM messages WHERE folder_id = $1),
+                count(*), count(DISTINCT message_id)
+         FROM events WHERE folder_id = $1 AND type = 'message.added'",
+    )
+    .bind(queue_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((messages, added, distinct), (1_205, 1_205, 1_205));
+    let (modseq, uidnext): (Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT highest_modseq, uidnext FROM folders WHERE id = $1")
+            .bind(queue_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let max_uid: i64 = sqlx::query_scalar("SELECT max(uid) FROM messages WHERE folder_id = $1")
+        .bind(queue_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        modseq.is_some() && uidnext > Some(max_uid),
+        "checkpoint {modseq:?} {uidnext:?}"
+    );
+    assert!(serve.stop().await.unwrap().success());
+}
+
 #[tokio::test]
 async fn kicks_server_restarts_and_uidvalidity_changes_lose_nothing() {
     let mut dovecot = support_fixture().await.unwrap();
