@@ -14,6 +14,32 @@
 -- Event ids stay in commit order: the event writers' advisory lock (`p_lock`, see
 -- crates/store/src/events.rs) is taken first, before any id is allocated or row locked.
 
+-- Flag changes made through the API, from just before the IMAP STORE until the API has recorded
+-- its result. The mirror's watcher can see the new flags on the server first (it was already
+-- syncing when the STORE landed); it then writes the `message.updated` event itself, and this
+-- table lets it name the agent as the event's actor (contract §5) instead of null. A row that
+-- outlives its request (the process died in between) stops counting after two minutes.
+CREATE TABLE api_flag_writes (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id  BIGINT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    adds        TEXT[] NOT NULL,
+    removes     TEXT[] NOT NULL,
+    actor       TEXT NOT NULL,
+    at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX api_flag_writes_message ON api_flag_writes (message_id);
+
+-- The agent whose API write explains a change of message `m` from `before` to `after`: the
+-- latest pending write whose flags `after` has (and `before` did not all have).
+CREATE FUNCTION flagpost_flag_write_actor(m BIGINT, before TEXT[], after TEXT[]) RETURNS TEXT
+LANGUAGE sql STABLE AS $$
+    SELECT w.actor FROM api_flag_writes w
+    WHERE w.message_id = m AND w.at > now() - interval '2 minutes'
+      AND after @> w.adds AND NOT (after && w.removes)
+      AND (NOT (before @> w.adds) OR before && w.removes)
+    ORDER BY w.id DESC LIMIT 1
+$$;
+
 CREATE FUNCTION flagpost_apply_changes(
     p_lock BIGINT, p_channel TEXT, p_folder BIGINT, p_uidvalidity BIGINT,
     -- new messages, in UID order; `n_flags` are array literals, `n_tos` JSON texts,
@@ -133,7 +159,7 @@ BEGIN
                        'after', jsonb_build_object('flags', to_jsonb(upd.after),
                                                    'status', upd.status,
                                                    'flagged', upd.flagged, 'seen', upd.seen),
-                       'actor', NULL)
+                       'actor', flagpost_flag_write_actor(upd.id, upd.before, upd.after))
             FROM upd WHERE upd.before IS DISTINCT FROM upd.after
             ORDER BY upd.id
             RETURNING id

@@ -261,6 +261,38 @@ pub async fn message_history(pool: &PgPool, id: i64, limit: i64) -> sqlx::Result
     .await
 }
 
+/// Announces a flag change about to be stored through the API by `actor` (before the IMAP
+/// STORE), so that the watcher, should it see the result on the server first, names `actor` in
+/// its event. Returns the announcement's id for [`record_flag_write`] / [`forget_flag_write`].
+pub async fn announce_flag_write(
+    pool: &PgPool,
+    message_id: i64,
+    adds: &[&str],
+    removes: &[&str],
+    actor: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "WITH old AS (DELETE FROM api_flag_writes WHERE at < now() - interval '2 minutes')
+         INSERT INTO api_flag_writes (message_id, adds, removes, actor)
+         VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(message_id)
+    .bind(adds)
+    .bind(removes)
+    .bind(actor)
+    .fetch_one(pool)
+    .await
+}
+
+/// Withdraws an announcement whose STORE did not happen.
+pub async fn forget_flag_write(pool: &PgPool, announcement: i64) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM api_flag_writes WHERE id = $1")
+        .bind(announcement)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Records flags the IMAP server confirmed after a STORE made through the API, with the
 /// `message.updated` event naming `actor`, so the caller reads its own write at once. The
 /// watcher later sees the same flags and records nothing more. Returns the message as it is
@@ -272,9 +304,16 @@ pub async fn record_flag_write(
     flags: &[String],
     modseq: Option<i64>,
     actor: &str,
+    announcement: Option<i64>,
 ) -> sqlx::Result<Option<MessageRow>> {
     let mut tx = pool.begin().await?;
     crate::events::lock_event_writers(&mut tx).await?;
+    if let Some(a) = announcement {
+        sqlx::query("DELETE FROM api_flag_writes WHERE id = $1")
+            .bind(a)
+            .execute(&mut *tx)
+            .await?;
+    }
     let current: Option<(i64, Vec<String>, Option<i64>)> = sqlx::query_as(
         "SELECT folder_id, flags, modseq FROM messages WHERE id = $1 AND uidvalidity = $2 FOR UPDATE",
     )

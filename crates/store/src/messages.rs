@@ -728,6 +728,101 @@ mod tests {
     /// A UID both fetched in full and in the flag updates of one step takes the flags with the
     /// higher MODSEQ (the update's on a tie or without MODSEQ), and a UID fetched twice the
     /// later fetch.
+    /// When the watcher sees a change made through the API before the API has recorded it,
+    /// its event names the agent (the API's announcement), and only for that change.
+    #[tokio::test]
+    async fn the_watcher_names_the_agent_of_an_api_write_it_sees_first() {
+        let (_db, pool, folder) = setup().await;
+        let changes = Changes {
+            fetched: (1..=3).map(|u| message(u, &[], Some(10))).collect(),
+            ..Changes::default()
+        };
+        apply_changes(&pool, folder, 42, &changes).await.unwrap();
+        let id_of = |uid: i64| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT id FROM messages WHERE folder_id = $1 AND uid = $2",
+                )
+                .bind(folder)
+                .bind(uid)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        // alice answers 1 and bob flags 2 through the API (announced, their STOREs in flight).
+        let a =
+            crate::api::announce_flag_write(&pool, id_of(1).await, &["\\Answered"], &[], "alice")
+                .await
+                .unwrap();
+        crate::api::announce_flag_write(&pool, id_of(2).await, &["\\Flagged"], &[], "bob")
+            .await
+            .unwrap();
+        let update = |uid, flags: &[&str], modseq| FlagUpdate {
+            uid,
+            flags: Flags::new(flags.iter().copied()),
+            modseq: Some(modseq),
+        };
+        // The watcher sees: 1 answered (alice's), 2 seen only (someone else's, not bob's
+        // flag), 3 answered (another client's).
+        apply_changes(
+            &pool,
+            folder,
+            42,
+            &Changes {
+                flag_updates: vec![
+                    update(1, &["\\Answered"], 11),
+                    update(2, &["\\Seen"], 12),
+                    update(3, &["\\Answered"], 13),
+                ],
+                ..Changes::default()
+            },
+        )
+        .await
+        .unwrap();
+        let actors: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+            "SELECT message_id, data->'actor' FROM events WHERE type = 'message.updated' ORDER BY message_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            actors,
+            [
+                (id_of(1).await, json!("alice")),
+                (id_of(2).await, json!(null)),
+                (id_of(3).await, json!(null)),
+            ]
+        );
+        // The API then records the same flags: nothing more is written, and its announcement
+        // is gone.
+        let row = crate::api::record_flag_write(
+            &pool,
+            id_of(1).await,
+            42,
+            &["\\Answered".to_owned()],
+            Some(11),
+            "alice",
+            Some(a),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(row.flags, ["\\Answered"]);
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'message.updated'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(n, 3);
+        let left: Vec<String> = sqlx::query_scalar("SELECT actor FROM api_flag_writes")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, ["bob"]);
+    }
+
     #[tokio::test]
     async fn the_newer_word_on_a_uid_wins() {
         let (_db, pool, folder) = setup().await;

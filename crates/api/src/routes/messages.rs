@@ -382,7 +382,13 @@ pub async fn patch(
     else {
         return Err(ApiError::internal("stored UID out of range"));
     };
-    let outcome = state
+    // Should the watcher see the new flags on the server before this request records them, it
+    // names this caller as the actor.
+    let actor = principal.actor();
+    let announcement =
+        flagpost_store::api::announce_flag_write(&state.pool, row.id, &add, &remove, &actor)
+            .await?;
+    let stored = state
         .gateway
         .store_flags(FlagChange {
             imap_name: &row.imap_name,
@@ -392,18 +398,19 @@ pub async fn patch(
             remove,
             expect,
         })
-        .await
-        .map_err(|e| match e {
-            GatewayError::Gone => not_found("message"),
-            GatewayError::Refused(d) => {
-                ApiError::Forbidden(format!("the IMAP server refused: {d}"))
-            }
-            GatewayError::InvalidArgument(d) => ApiError::BadRequest(d),
-            GatewayError::BadCredentials | GatewayError::Unavailable(_) => {
-                tracing::warn!(error = %e, "flag change: IMAP server unavailable");
-                ApiError::Unavailable("the IMAP server is unavailable; nothing was changed".into())
-            }
-        })?;
+        .await;
+    if !matches!(stored, Ok(FlagOutcome::Stored { .. })) {
+        flagpost_store::api::forget_flag_write(&state.pool, announcement).await?;
+    }
+    let outcome = stored.map_err(|e| match e {
+        GatewayError::Gone => not_found("message"),
+        GatewayError::Refused(d) => ApiError::Forbidden(format!("the IMAP server refused: {d}")),
+        GatewayError::InvalidArgument(d) => ApiError::BadRequest(d),
+        GatewayError::BadCredentials | GatewayError::Unavailable(_) => {
+            tracing::warn!(error = %e, "flag change: IMAP server unavailable");
+            ApiError::Unavailable("the IMAP server is unavailable; nothing was changed".into())
+        }
+    })?;
     match outcome {
         FlagOutcome::Stored { flags, modseq } => {
             let now = flagpost_store::api::record_flag_write(
@@ -412,7 +419,8 @@ pub async fn patch(
                 row.uidvalidity,
                 &flags,
                 modseq.map(|m| m as i64),
-                &principal.actor(),
+                &actor,
+                Some(announcement),
             )
             .await?
             .ok_or_else(|| not_found("message"))?;
