@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod events;
 pub mod folders;
+mod json;
 pub mod messages;
 pub mod webhooks;
 

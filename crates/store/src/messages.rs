@@ -10,6 +10,7 @@ use serde_json::json;
 use sqlx::{Connection, PgPool};
 
 use crate::events::{EventType, NewEvent, append_events};
+use crate::json::{json_str, json_time, pg_micros};
 
 /// The changes one sync step found in a folder generation (one UIDVALIDITY).
 #[derive(Debug, Clone, Default)]
@@ -212,63 +213,6 @@ impl Prepared {
     pub fn set_checkpoint(&mut self, checkpoint: Option<Checkpoint>) {
         self.checkpoint = checkpoint;
     }
-}
-
-/// Writes a JSON string (or `null`).
-fn json_str(out: &mut String, s: Option<&str>) {
-    match s {
-        None => out.push_str("null"),
-        Some(s) => {
-            out.push('"');
-            for c in s.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
-    }
-}
-
-/// The microsecond PostgreSQL stores for `t` (sqlx truncates toward its 2000-01-01 epoch).
-fn pg_micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    let epoch = DateTime::<Utc>::from_timestamp(946_684_800, 0).expect("valid");
-    match (t - epoch).num_microseconds() {
-        Some(us) => epoch + chrono::Duration::microseconds(us),
-        None => t,
-    }
-}
-
-/// Writes `flagpost_time(t)` as JSON: `"YYYY-MM-DDTHH:MM:SS.ffffffZ"` in UTC (or `null`), with
-/// the year as `to_char(…, 'YYYY')` spells it.
-fn json_time(out: &mut String, t: Option<DateTime<Utc>>) {
-    use chrono::{Datelike, Timelike};
-    use std::fmt::Write;
-    let Some(t) = t else {
-        out.push_str("null");
-        return;
-    };
-    let year = if t.year() <= 0 {
-        1 - t.year()
-    } else {
-        t.year()
-    };
-    let _ = write!(
-        out,
-        "\"{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\"",
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond() / 1000 % 1_000_000,
-    );
 }
 
 /// Applies `changes` to the mirror of `folder_id` generation `uidvalidity`, appends their events
@@ -608,6 +552,66 @@ mod tests {
         );
         for (uid, same, event, api) in rows {
             assert!(same, "uid {uid}:\n event {event}\n api   {api}");
+        }
+
+        // The API's reads render the JSON in Rust: equal to the SQL function's, for these
+        // rows and once answered_at and updated_at have moved too.
+        apply_changes(
+            &pool,
+            folder,
+            42,
+            &Changes {
+                flag_updates: vec![FlagUpdate {
+                    uid: 3,
+                    flags: Flags::new(["\\Answered"]),
+                    modseq: Some(13),
+                }],
+                ..Changes::default()
+            },
+        )
+        .await
+        .unwrap();
+        let expected: Vec<(i64, serde_json::Value)> =
+            sqlx::query_as("SELECT m.id, flagpost_message_json(m) FROM messages m ORDER BY m.id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(expected.len(), 6);
+        let mut listed = Vec::new();
+        for status in [
+            crate::api::StatusFilter::Any,
+            crate::api::StatusFilter::Deleted,
+        ] {
+            listed.extend(
+                crate::api::list_messages(
+                    &pool,
+                    &crate::api::MessageQuery {
+                        folders: &[folder],
+                        status,
+                        flagged: None,
+                        text: None,
+                        newest_first: false,
+                        after: None,
+                        limit: 100,
+                    },
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        assert_eq!(listed.len(), 6);
+        for (id, sql) in expected {
+            let one = crate::api::message(&pool, id).await.unwrap().unwrap();
+            let from_list = listed.iter().find(|m| m.id == id).unwrap();
+            for (what, text) in [
+                ("message()", &one.json),
+                ("list_messages()", &from_list.json),
+            ] {
+                let rust: serde_json::Value = serde_json::from_str(text)
+                    .unwrap_or_else(|e| panic!("{what} of {id} is not JSON ({e}): {text}"));
+                assert_eq!(rust, sql, "{what} of message {id}");
+            }
+            assert_eq!(Some(one.etag.as_str()), sql["etag"].as_str());
         }
     }
 
