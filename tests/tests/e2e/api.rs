@@ -838,15 +838,23 @@ async fn login_answers_503_while_the_imap_server_is_down_and_the_mirror_stays_re
     assert_eq!(r.status, 503, "{}", r.text);
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
     // The mirror is still served, and the folders say why they are not live.
+    let last = std::sync::Mutex::new(String::new());
     let folders = eventually(WAIT, "folders in error", || async {
         let r = f.api.get("/api/v1/folders", &carol).await?;
         let all_error = r.json["folders"]
             .as_array()
             .is_some_and(|fs| fs.iter().all(|f| f["sync"]["state"] == "error"));
+        *last.lock().unwrap() = r.text.clone();
         Ok(all_error.then_some(r))
     })
     .await
-    .unwrap();
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; last folders: {}\nserve log:\n{}",
+            last.lock().unwrap(),
+            f.serve.log_text()
+        )
+    });
     assert!(
         folders.json["folders"][0]["sync"]["error"]
             .as_str()
