@@ -413,20 +413,24 @@ describe('dashboard', { skip: SKIP }, () => {
     // Scroll far: pages load, the DOM keeps only the rows in view. Keep scrolling to the end
     // until more than 1,000 rows are loaded, polled from here with a deadline (waitForFunction
     // would need eval in the page, which the dashboard's CSP forbids).
+    // The count and the rows are read in the same evaluation: the scroll it makes starts the
+    // next page, and the foot then says "Loading more…" for a moment.
     const deadline = Date.now() + 20000;
+    let loaded = 0;
+    let rendered = 0;
     while (Date.now() < deadline) {
-      const n = await page.evaluate(() => {
+      ({ loaded, rendered } = await page.evaluate(() => {
+        const counts = {
+          loaded: Number((document.querySelector('.list-foot')?.textContent ?? '').replace(/[^\d]/g, '')),
+          rendered: document.querySelectorAll('#message-list [role="option"]').length,
+        };
         const el = document.getElementById('message-list');
         if (el) el.scrollTop = el.scrollHeight;
-        return Number((document.querySelector('.list-foot')?.textContent ?? '').replace(/[^\d]/g, ''));
-      });
-      if (n > 1000) break;
+        return counts;
+      }));
+      if (loaded > 1000) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    const { rendered, loaded } = await page.evaluate(() => ({
-      rendered: document.querySelectorAll('#message-list [role="option"]').length,
-      loaded: Number((document.querySelector('.list-foot')?.textContent ?? '').replace(/[^\d]/g, '')),
-    }));
     assert.ok(loaded > 1000, `more pages loaded while scrolling (${loaded})`);
     assert.ok(rendered < 120, `only visible rows are in the DOM (${rendered})`);
   });
