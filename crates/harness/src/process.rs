@@ -51,21 +51,27 @@ impl Supervised {
         }
         let cleanup = match &sup.remove_dir {
             Some(d) => format!(
-                // retried: the server's children may still be writing there for a moment
-                "if [ \"$clean\" = abandoned ]; then n=0; \
+                // Its children first (this shell ignores the signal), then retried: they may
+                // still be writing there for a moment.
+                "if [ \"$clean\" = abandoned ]; then trap '' TERM; kill -TERM 0 2>/dev/null; n=0; \
                  while ! rm -rf {d} 2>/dev/null && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.1; done; fi",
                 d = shell_quote(&d.to_string_lossy())
             ),
             None => String::new(),
         };
         // `read` returns on EOF (abandoned: the owner died) or on a line (an orderly stop).
+        // The server's children can outlive it for a moment (Dovecot's `imap` processes still
+        // writing indexes into the instance folder, which then cannot be removed): the last
+        // line kills whatever is left of this process group, this shell included. The group
+        // holds nothing else, and while this shell lives its id cannot have been reused.
         let script = format!(
             "{server_cmd} </dev/null >>{log} 2>&1 &\n\
              server=$!\n\
              if read -r clean; then :; else clean=abandoned; fi\n\
              kill -{sig} \"$server\" 2>/dev/null\n\
              wait \"$server\"\n\
-             {cleanup}\n",
+             {cleanup}\n\
+             kill -KILL 0\n",
             log = shell_quote(&log.to_string_lossy()),
             sig = sup.stop_signal,
         );
