@@ -352,6 +352,9 @@ pub fn webhook_principal(state: &AppState, identity: &str) -> Principal {
     }
 }
 
+/// How long finished deliveries (delivered or failed) stay in the log and can be replayed.
+pub const DELIVERY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Runs the delivery worker until `shutdown`; in-flight attempts finish first.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let client = http_client(&state.webhook_config);
@@ -359,6 +362,8 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     let mut lanes: HashMap<i64, (CancellationToken, Arc<Notify>, tokio::task::JoinHandle<()>)> =
         HashMap::new();
     let mut last_backlog = Instant::now() - Duration::from_secs(60);
+    // The first pruning a minute after start, then hourly.
+    let mut next_prune = Instant::now() + Duration::from_secs(60);
     loop {
         // Queue what is new, then let the lanes look.
         let access = state.hub.access();
@@ -415,6 +420,17 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                     metrics::gauge!("flagpost_webhook_backlog", "webhook" => id.to_string())
                         .set(n as f64);
                 }
+            }
+        }
+        if Instant::now() >= next_prune {
+            next_prune = Instant::now() + Duration::from_secs(3600);
+            match flagpost_store::webhooks::prune_deliveries(&state.pool, DELIVERY_RETENTION).await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(removed = n, "webhooks: old deliveries removed from the log")
+                }
+                Err(e) => tracing::warn!(error = %e, "webhooks: cannot prune the delivery log"),
             }
         }
         tokio::select! {

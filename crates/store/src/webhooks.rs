@@ -468,6 +468,29 @@ pub async fn replay(
     .await
 }
 
+/// Removes finished deliveries (delivered or failed) whose last attempt is older than `keep`,
+/// a batch at a time; pending ones always stay. Returns how many were removed.
+pub async fn prune_deliveries(pool: &PgPool, keep: std::time::Duration) -> sqlx::Result<u64> {
+    let mut removed = 0;
+    loop {
+        let n = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE id IN (
+                 SELECT id FROM webhook_deliveries
+                 WHERE status <> 'pending'
+                   AND COALESCE(at, created_at) < now() - make_interval(secs => $1)
+                 LIMIT 5000)",
+        )
+        .bind(keep.as_secs_f64())
+        .execute(pool)
+        .await?
+        .rows_affected();
+        removed += n;
+        if n < 5000 {
+            return Ok(removed);
+        }
+    }
+}
+
 /// Pending deliveries per enabled webhook.
 pub async fn backlog(pool: &PgPool) -> sqlx::Result<Vec<(i64, i64)>> {
     sqlx::query_as(

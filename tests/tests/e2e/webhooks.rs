@@ -628,3 +628,62 @@ async fn competing_workers_claim_each_delivery_once_in_event_order() {
         "claims: each once, in event order"
     );
 }
+
+/// The delivery log does not grow forever: finished deliveries older than the retention go,
+/// pending ones (however old) and recent ones stay.
+#[tokio::test]
+async fn old_finished_deliveries_are_pruned_and_pending_ones_kept() {
+    use flagpost_harness::TestDatabase;
+
+    let db = TestDatabase::create().await.unwrap();
+    let pool = flagpost_store::connect(&db.url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    flagpost_store::migrate(&pool).await.unwrap();
+    let hook = flagpost_store::webhooks::create_webhook(
+        &pool,
+        "http://receiver.invalid/",
+        "agent",
+        None,
+        None,
+        "whsec_c2VjcmV0",
+        "admin",
+    )
+    .await
+    .unwrap();
+    // (event id, status, days since the last attempt)
+    let rows = [
+        (1, "delivered", 40),
+        (2, "failed", 31),
+        (3, "pending", 90),
+        (4, "delivered", 29),
+        (5, "failed", 1),
+    ];
+    for (event, status, days) in rows {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (webhook_id, event_id, status, at, created_at)
+             VALUES ($1, $2, $3, now() - make_interval(days => $4),
+                     now() - make_interval(days => $4 + 1))",
+        )
+        .bind(hook.id)
+        .bind(event as i64)
+        .bind(status)
+        .bind(days)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let removed = flagpost_store::webhooks::prune_deliveries(
+        &pool,
+        flagpost_api::webhooks::DELIVERY_RETENTION,
+    )
+    .await
+    .unwrap();
+    assert_eq!(removed, 2);
+    let left: Vec<i64> =
+        sqlx::query_scalar("SELECT event_id FROM webhook_deliveries ORDER BY event_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, [3, 4, 5]);
+}
