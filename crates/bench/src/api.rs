@@ -1104,19 +1104,25 @@ pub(crate) fn live_message(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Runs the three API figures and prints them as table rows.
-pub async fn run(args: &ApiArgs) -> Result<()> {
-    println!(
-        "API benchmarks: flagpost serve (release) + PostgreSQL + Dovecot + this load generator on the same machine"
-    );
+/// Prints a report's title and table header, then measures for 3 s how busy the machine is
+/// before the run: other work skews every figure, so the report says how much there is.
+pub(crate) async fn start_report(title: &str) {
+    println!("{title}");
     println!();
     println!("| figure | result | throughput / baseline | target | met |");
     println!("|---|---|---|---|---|");
-    // Other work on the machine skews every figure: say how much there is.
     let (b0, t0) = (machine_ticks().0, Instant::now());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_busy = (machine_ticks().0 - b0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
     eprintln!("before the run, other processes kept {idle_busy:.2} of 2 cores busy");
+}
+
+/// Runs the three API figures and prints them as table rows.
+pub async fn run(args: &ApiArgs) -> Result<()> {
+    start_report(
+        "API benchmarks: flagpost serve (release) + PostgreSQL + Dovecot + this load generator on the same machine",
+    )
+    .await;
     let dovecot = Dovecot::start().await?;
     dovecot.add_user("support", "support-pw")?;
     dovecot.add_user(SERVICE, SERVICE_PW)?;

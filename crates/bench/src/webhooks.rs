@@ -42,8 +42,8 @@ use flagpost_store::messages::Changes;
 use serde_json::{Value, json};
 
 use crate::api::{
-    AGENT, Procs, Server, cpu_ticks, create_token, get_json, http_client, live_message,
-    machine_ticks, ms, seed, summary, wait_live, xacts,
+    AGENT, Procs, Server, cpu_ticks, create_token, get_json, http_client, live_message, ms, seed,
+    summary, wait_live, xacts,
 };
 
 /// The service admin who creates the webhooks.
@@ -402,16 +402,10 @@ fn chrono_now() -> i64 {
 /// Runs the webhook figures and prints them as table rows.
 pub async fn run(args: &WebhookArgs) -> Result<()> {
     ensure!(args.hooks > 0 && args.events > 0, "nothing to measure");
-    println!(
-        "Webhook benchmarks: flagpost serve (release) + PostgreSQL + the receiver and the event writer in this process, on the same machine"
-    );
-    println!();
-    println!("| figure | result | throughput / baseline | target | met |");
-    println!("|---|---|---|---|---|");
-    let (b0, t0) = (machine_ticks().0, Instant::now());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let idle_busy = (machine_ticks().0 - b0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
-    eprintln!("before the run, other processes kept {idle_busy:.2} of 2 cores busy");
+    crate::api::start_report(
+        "Webhook benchmarks: flagpost serve (release) + PostgreSQL + the receiver and the event writer in this process, on the same machine",
+    )
+    .await;
 
     // `flagpost serve` watches a small real folder, `Live`: once it is mirrored, the first
     // folder discovery is done, and the folder seeded into PostgreSQL stays as it is (the

@@ -347,13 +347,20 @@ async fn demo_scenario(database_url: Option<String>, harness_dir: &Path) -> Resu
         .map_err(|_| anyhow::anyhow!("the demo did not stop within 60 s{}", output()))??;
     let stopped_after = stop.elapsed();
     ensure!(status.success(), "demo exit status {status}{}", output());
-    // Its output ends once the process is gone; let the readers catch up.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    ensure!(
-        stdout.lock().unwrap().contains("Demo stopped"),
-        "the demo says it stopped{}",
-        output()
-    );
+    // Its output ends once the process is gone; the readers may still be catching up.
+    poll(
+        Duration::from_secs(5),
+        "the demo saying it stopped",
+        || async {
+            Ok(stdout
+                .lock()
+                .unwrap()
+                .contains("Demo stopped")
+                .then_some(()))
+        },
+    )
+    .await
+    .with_context(output)?;
 
     // Nothing is left: no process of its tree, nothing naming its folder, no folder.
     let left = poll(

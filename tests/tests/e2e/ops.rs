@@ -580,7 +580,21 @@ async fn store_without_the_rights_is_not_permitted_instead_of_silently_dropped()
         .set_acl("support", "Queue", SERVICE_USER, "lr")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Storing the \Seen the message already has changes nothing while the old session still
+    // allows it; once the session is older than its max age, the writer refuses.
+    flagpost_e2e::eventually(
+        Duration::from_secs(5),
+        "the revoked right refused",
+        || async {
+            Ok(
+                w.store_flags(QUEUE, uidvalidity, uid, &["\\Seen"], &[], None)
+                    .await
+                    .err(),
+            )
+        },
+    )
+    .await
+    .unwrap();
     let err = w
         .store_flags(QUEUE, uidvalidity, uid, &[], &["\\Seen"], None)
         .await
@@ -754,7 +768,18 @@ async fn injection_is_refused_or_sent_as_one_quoted_argument() {
             "{folder:?}: {err:?}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A login by another user after all that: once it is in the log, a login of the writer's
+    // would be there too.
+    let marker_logins = || dovecot.log().matches("Login: user=<support>").count();
+    let markers = marker_logins();
+    dovecot.client("support").await.unwrap().logout().await;
+    flagpost_e2e::eventually(
+        Duration::from_secs(5),
+        "the marker login in the log",
+        || async { Ok((marker_logins() > markers).then_some(())) },
+    )
+    .await
+    .unwrap();
     assert_eq!(service_logins(&dovecot), logins, "nothing was sent");
     // (and the log does show a login once one happens)
     fresh.get_acl(QUEUE).await.unwrap();
