@@ -14,7 +14,7 @@
 //! Either way messages the mirror does not have are fetched in full in chunks, and the new
 //! checkpoint is written in the same transaction as the last changes, so a crash repeats work
 //! but never skips a change. Chunks are fetched, prepared and written as a pipeline: the
-//! connection reads the next chunk while PostgreSQL writes the previous one (a bounded channel
+//! connection reads the next chunk while PostgreSQL writes the previous two (a bounded channel
 //! between them keeps memory flat).
 
 use std::collections::{HashMap, HashSet};
@@ -31,8 +31,12 @@ use crate::fetch::{FULL_ITEMS, FetchData, uid_set};
 
 /// How many messages are fetched in full per command (and written per transaction). The first
 /// chunks are smaller so that PostgreSQL starts writing early.
-const CHUNK: usize = 2500;
+const CHUNK: usize = 2000;
 const FIRST_CHUNKS: [usize; 2] = [500, 1000];
+
+/// How many chunks are written at once: PostgreSQL inserts the rows of each on its own core
+/// (see [`pipeline`]).
+const WRITERS: usize = 2;
 
 /// After adding this many rows in one step, refresh the planner's statistics.
 const ANALYZE_AFTER: usize = 5000;
@@ -475,11 +479,13 @@ enum Source {
     Sequence(Vec<String>),
 }
 
-/// Fetches chunks in full and writes each one in its own transaction, the IMAP reading and
-/// the preparing of the rows (here) overlapping the writing (a task behind a channel). Writes
-/// commit in order; `last`, the checkpoint, goes with the last chunk, so it commits only once
-/// everything before it has. An IMAP failure stops the fetching but lets
-/// the chunks already read be written: a crash or error only repeats work.
+/// Fetches chunks in full and writes each one in its own transaction: the IMAP reading and
+/// the preparing of the rows (here) overlap the writing, done by [`WRITERS`] tasks behind a
+/// channel, so PostgreSQL inserts two chunks side by side (`flagpost_apply_changes()` takes the
+/// event writers' lock only for a chunk's events). Chunks may commit in any order, but `last`,
+/// the checkpoint, goes with the last chunk, written only once every other chunk has
+/// committed. An IMAP failure stops the fetching but lets the chunks already read be written:
+/// a crash or error only repeats work, and never moves the checkpoint past a missing chunk.
 async fn pipeline(
     conn: &mut Conn,
     pool: &PgPool,
@@ -505,26 +511,41 @@ async fn pipeline(
         };
         return Ok((0, applied));
     }
-    // At most two chunks in memory: one being written, the next being fetched or waiting.
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Prepared, OwnedSemaphorePermit)>(1);
-    let writer = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let mut applied = Applied::default();
-            let mut busy = std::time::Duration::ZERO;
-            while let Some((p, slot)) = rx.recv().await {
-                let t = std::time::Instant::now();
-                let a = flagpost_store::messages::apply_prepared(&pool, folder_id, uv, &p).await?;
-                busy += t.elapsed();
-                drop((p, slot));
-                add(&mut applied, a);
-            }
-            Ok::<_, sqlx::Error>((applied, busy))
+    // At most WRITERS + 1 chunks in memory: those being written and the next being fetched.
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(WRITERS + 1));
+    let (tx, rx) = tokio::sync::mpsc::channel::<(Prepared, OwnedSemaphorePermit)>(1);
+    let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+    // Set by a writer that failed: fetching stops, the error is reported below.
+    let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (pool, rx, broken) = (pool.clone(), rx.clone(), broken.clone());
+            tokio::spawn(async move {
+                let mut applied = Applied::default();
+                let mut busy = std::time::Duration::ZERO;
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some((p, slot)) = next else { break };
+                    let t = std::time::Instant::now();
+                    let written =
+                        flagpost_store::messages::apply_prepared(&pool, folder_id, uv, &p).await;
+                    busy += t.elapsed();
+                    drop((p, slot));
+                    match written {
+                        Ok(a) => add(&mut applied, a),
+                        Err(e) => {
+                            broken.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok::<_, sqlx::Error>((applied, busy))
+            })
         })
-    };
+        .collect();
     let mut fetched = 0;
     let mut failed = None;
+    let mut held_back = None;
     let (mut t_fetch, mut t_send) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     let n = sets.len();
     for (i, set) in sets.iter().enumerate() {
@@ -533,6 +554,9 @@ async fn pipeline(
             break;
         };
         t_send += t.elapsed();
+        if broken.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
         let t = std::time::Instant::now();
         let msgs = match fetch_full(conn, set, by_uid).await {
             Ok(msgs) => msgs,
@@ -549,26 +573,48 @@ async fn pipeline(
                 ..Changes::default()
             },
         );
-        if i + 1 == n {
-            p.set_checkpoint(last);
-        }
         t_fetch += t.elapsed();
+        if i + 1 == n && last.is_some() {
+            // The checkpoint's chunk waits until every other chunk is in.
+            p.set_checkpoint(last);
+            held_back = Some(p);
+            break;
+        }
         if tx.send((p, slot)).await.is_err() {
-            // The writer failed: its error is reported below.
+            // The writers failed: their error is reported below.
             break;
         }
     }
     drop(tx);
-    let written = match writer.await {
-        Ok(r) => r.map_err(SyncError::Db),
-        Err(e) => Err(SyncError::Db(sqlx::Error::Protocol(format!(
-            "writer task failed: {e}"
-        )))),
-    };
+    let mut written: Result<(Applied, std::time::Duration), SyncError> =
+        Ok((Applied::default(), std::time::Duration::ZERO));
+    for w in writers {
+        let r = match w.await {
+            Ok(r) => r.map_err(SyncError::Db),
+            Err(e) => Err(SyncError::Db(sqlx::Error::Protocol(format!(
+                "writer task failed: {e}"
+            )))),
+        };
+        written = match (written, r) {
+            (Ok((mut applied, busy)), Ok((a, b))) => {
+                add(&mut applied, a);
+                Ok((applied, busy + b))
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+    }
     if let Some(e) = failed {
         return Err(e);
     }
-    let (applied, busy) = written?;
+    let (mut applied, mut busy) = written?;
+    if let Some(p) = held_back {
+        let t = std::time::Instant::now();
+        add(
+            &mut applied,
+            flagpost_store::messages::apply_prepared(pool, folder_id, uv, &p).await?,
+        );
+        busy += t.elapsed();
+    }
     tracing::debug!(
         folder.id = folder_id,
         fetched,

@@ -537,7 +537,7 @@ mod tests {
         let applied = apply_changes(&pool, folder, 42, &changes).await.unwrap();
         assert_eq!(applied.added, 6);
         let rows: Vec<(i64, bool, String, String)> = sqlx::query_as(
-            "SELECT m.uid, e.data = jsonb_build_object('message', flagpost_message_json(m)),
+            "SELECT m.uid, e.data::jsonb = jsonb_build_object('message', flagpost_message_json(m)),
                     e.data::text, flagpost_message_json(m)::text
              FROM events e JOIN messages m ON m.id = e.message_id
              WHERE e.type = 'message.added' ORDER BY e.id",
@@ -869,11 +869,73 @@ mod tests {
         );
     }
 
+    /// Calls that only add messages insert their rows before the event writers' lock. Writers
+    /// that race on the same UIDs (say two Flagpost processes on one database) neither fail
+    /// nor duplicate: each message is added once, with one `message.added` event, the other
+    /// writers' fetched flags become updates, and event ids still commit in order.
+    #[tokio::test]
+    async fn concurrent_writers_of_the_same_new_messages_add_each_once() {
+        let (_db, pool, folder) = setup().await;
+        let writers: Vec<_> = (0..6u32)
+            .map(|w| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    // Every writer sees the same 300 UIDs; writer w has \Seen on UID w + 1.
+                    let fetched = (1..=300)
+                        .map(|u| {
+                            let flags: &[&str] = if u == w + 1 { &["\\Seen"] } else { &[] };
+                            message(u, flags, Some(u64::from(w) + 10))
+                        })
+                        .collect();
+                    let changes = Changes {
+                        fetched,
+                        ..Changes::default()
+                    };
+                    apply_changes(&pool, folder, 42, &changes).await
+                })
+            })
+            .collect();
+        let mut added = 0;
+        for w in writers {
+            let applied = w.await.unwrap().expect("no writer fails on a race");
+            added += applied.added;
+        }
+        assert_eq!(added, 300);
+        let rows: (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM messages WHERE folder_id = $1),
+                    (SELECT count(DISTINCT message_id) FROM events WHERE type = 'message.added'),
+                    (SELECT count(*) FROM events WHERE type = 'message.added')",
+        )
+        .bind(folder)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows, (300, 300, 300));
+        // The mirror ends with the flags of whichever writer went last on each UID, and every
+        // flag change on the way has its event.
+        let updated: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'message.updated'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(
+            updated > 0,
+            "the later writers' flags were applied as updates"
+        );
+        let counts: (i64,) =
+            sqlx::query_as("SELECT pending + answered FROM folder_counts WHERE folder_id = $1")
+                .bind(folder)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(counts.0, 300);
+    }
+
     /// Migration 0006 applies to a database that already holds a mirror at 0005, and the
     /// mirror then goes on from there; the statement triggers that replace the messages →
     /// folders foreign key still refuse a message of an unknown folder.
     #[tokio::test]
-    async fn migration_0006_applies_to_a_populated_database() {
+    async fn migrations_0006_and_0007_apply_to_a_populated_database() {
         let db = TestDatabase::create().await.unwrap();
         let pool = crate::connect(&db.url(), std::time::Duration::from_secs(5))
             .await
@@ -905,7 +967,23 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(crate::migrate(&pool).await.unwrap(), [6]);
+        sqlx::query(
+            "INSERT INTO events (type, folder_id, data)
+             VALUES ('folder.added', $1, '{\"folder\": {\"name\": \"Queue ✓\", \"id\": \"1\"}}')",
+        )
+        .bind(folder)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+        assert_eq!(crate::migrate(&pool).await.unwrap(), [6, 7]);
+        // 0007: the event written as jsonb reads back the same from the json column.
+        let data: serde_json::Value =
+            sqlx::query_scalar("SELECT data FROM events WHERE type = 'folder.added'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(data, json!({"folder": {"name": "Queue ✓", "id": "1"}}));
         let update = FlagUpdate {
             uid: 1,
             flags: Flags::new(["\\Answered"]),
