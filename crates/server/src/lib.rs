@@ -120,7 +120,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            use std::io::Write;
+            // Not `eprintln!`: it panics when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -129,9 +131,13 @@ pub fn main() -> ExitCode {
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A log line that cannot be written is dropped. (By default the subscriber reports that on
+    // stderr with `eprintln!`, which panics when stderr itself is the problem, e.g. a closed
+    // pipe to a log collector that died: every task that logged would die with it.)
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = match config.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -280,8 +286,11 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down");
         signal.cancel();
+        tracing::info!("shutting down (a second SIGTERM or ctrl-c stops at once)");
+        wait_for_signal().await;
+        tracing::warn!("second signal: stopping at once, without a clean shutdown");
+        std::process::exit(1);
     });
     serve_on(config, pool.clone(), listener, shutdown).await?;
     pool.close().await;

@@ -12,19 +12,13 @@ use anyhow::{Context, Result, bail, ensure};
 use flagpost_e2e::http::Api;
 use serde_json::Value;
 
-/// The demo with the test environment's PostgreSQL server (`DATABASE_URL`), where it creates
-/// and drops a database of its own.
+/// The demo given a PostgreSQL server (`DATABASE_URL`), where it creates and drops a database
+/// of its own: the harness's server, i.e. the test environment's `DATABASE_URL` server, or the
+/// harness's throwaway cluster when none answers there.
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_on_the_database_url_server_cleans_up_on_ctrl_c() -> Result<()> {
-    let url = std::env::var("FLAGPOST_TEST_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .ok()
-        .filter(|u| !u.trim().is_empty());
-    let Some(url) = url else {
-        eprintln!("DATABASE_URL is not set: the private-cluster test covers the demo");
-        return Ok(());
-    };
-    run_demo(Some(url)).await
+    let db = flagpost_harness::TestDatabase::create().await?;
+    run_demo(Some(db.url())).await
 }
 
 /// The demo without `DATABASE_URL`: it starts (and removes) its own PostgreSQL cluster.

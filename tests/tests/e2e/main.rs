@@ -16,11 +16,12 @@ mod rights;
 mod schema;
 mod webhooks;
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 /// The `flagpost` binary built for these tests.
 pub fn flagpost_bin() -> PathBuf {
@@ -46,6 +47,9 @@ pub async fn run_flagpost(args: &[&str], envs: &[(&str, String)]) -> Result<Outp
 #[derive(Debug)]
 pub struct Serve {
     child: Option<tokio::process::Child>,
+    /// An `sh` that sends SIGTERM to the server when this test process dies (its stdin, held
+    /// only here, then reaches EOF); disarmed with a line when the server ends in order.
+    watchdog: Option<std::process::Child>,
     /// Its HTTP address.
     pub addr: std::net::SocketAddr,
     /// Its log (stderr), shared with a reader task.
@@ -79,6 +83,16 @@ impl Serve {
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn()?;
+        let pid = child.id().context("flagpost serve has a pid")?;
+        let watchdog = std::process::Command::new("sh")
+            .args(["-c", "read -r line || kill -TERM \"$1\" 2>/dev/null", "sh"])
+            .arg(pid.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("starting the watchdog of flagpost serve")?;
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped");
         let sink = log.clone();
@@ -93,6 +107,7 @@ impl Serve {
         });
         let serve = Serve {
             child: Some(child),
+            watchdog: Some(watchdog),
             addr,
             log,
         };
@@ -129,5 +144,19 @@ impl Serve {
         }
         let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await??;
         Ok(status)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // The server ends here (stopped, killed, or killed on drop just after this): the
+        // watchdog is told so and exits without signalling.
+        if let Some(mut w) = self.watchdog.take() {
+            use std::io::Write;
+            if let Some(mut stdin) = w.stdin.take() {
+                let _ = stdin.write_all(b"done\n");
+            }
+            let _ = w.try_wait();
+        }
     }
 }

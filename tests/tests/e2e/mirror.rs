@@ -865,6 +865,93 @@ async fn serve_starts_and_reports_errors_while_the_imap_server_is_down() {
     assert!(serve.stop().await.unwrap().success());
 }
 
+/// SIGTERM ends `serve` promptly and cleanly also when the IMAP server has just gone away under
+/// its watchers (they are reconnecting, backing off, or half way through a sync).
+#[tokio::test]
+async fn serve_stops_on_sigterm_right_after_the_imap_server_went_away() {
+    let mut dovecot = support_fixture().await.unwrap();
+    dovecot
+        .append("support", "Queue", &message("kept", "k@example.org"))
+        .await
+        .unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let env = flagpost_env(&dovecot, &db);
+    let serve = Serve::start(&env).await.unwrap();
+    let pool = pool(&db).await;
+    wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
+        .await
+        .unwrap();
+    dovecot.stop().await.unwrap();
+    let log = serve.log.clone();
+    let status = serve.stop().await;
+    let log = log.lock().unwrap().clone();
+    let status = status.map_err(|e| anyhow::anyhow!("{e}\n{log}")).unwrap();
+    assert!(status.success(), "{status:?}\n{log}");
+}
+
+/// A `serve` whose stderr (its log) is a pipe nobody reads any more, say a log collector that
+/// died, goes on mirroring and stops cleanly on SIGTERM: a log line that cannot be written is
+/// dropped, it does not take down the task that logged it.
+#[tokio::test]
+async fn serve_with_a_closed_log_pipe_keeps_mirroring_and_stops_on_sigterm() {
+    let dovecot = support_fixture().await.unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = tokio::process::Command::new(crate::flagpost_bin());
+    cmd.arg("serve").env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in flagpost_env(&dovecot, &db) {
+        cmd.env(k, v);
+    }
+    cmd.env("FLAGPOST_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FLAGPOST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    // Nobody reads the log from here on.
+    drop(child.stderr.take());
+    flagpost_e2e::eventually(WAIT, "flagpost serve to listen", || async {
+        Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(drop))
+    })
+    .await
+    .unwrap();
+    let pool = pool(&db).await;
+    wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
+        .await
+        .unwrap();
+    dovecot
+        .append(
+            "support",
+            "Queue",
+            &message("after the log broke", "c@example.org"),
+        )
+        .await
+        .unwrap();
+    wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
+        .await
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("serve ends within 20 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
 /// A TCP relay that can silence the connections it carries without closing them: a link that
 /// went dead somewhere on the way (no FIN, no RST, no data), the case IDLE alone never notices.
 struct SilencingRelay {
