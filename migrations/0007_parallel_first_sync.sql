@@ -1,6 +1,6 @@
 -- The first sync writes two chunks side by side, and event JSON is stored as text.
 --
--- `events.data` becomes `json`: the feed, the stream and webhooks send it as it was written, and
+-- `events.data` becomes `json`: the feed, the stream and webhooks only ever read it whole, and
 -- nothing queries inside it on a hot path, so parsing it into `jsonb` on every insert (a third of
 -- the cost of a `message.added` event) bought nothing. Producers build it in a fixed key order.
 --
@@ -11,9 +11,10 @@
 -- `flagpost_apply_changes()`: a call that only adds messages (a chunk of a first sync or of many
 -- new messages) inserts its rows before it takes the event writers' lock and holds the lock only
 -- for its events, the NOTIFY and the checkpoint, so the writers of two chunks work side by side.
--- A row some other writer inserted meanwhile is skipped (ON CONFLICT) and its fetched flags
--- applied as an update, after the lock. Every other call takes the lock first, as before, so
--- locks are always taken in the order lock → rows.
+-- Every other call takes the lock first, as before, so locks are always taken in the order
+-- lock → rows. Either way a new message the mirror has already (another writer inserted it) is
+-- skipped by ON CONFLICT and its fetched flags are applied as an update, with the lock held;
+-- this replaces the probe for such rows before the insert.
 
 ALTER TABLE events ALTER COLUMN data DROP DEFAULT;
 ALTER TABLE events ALTER COLUMN data TYPE json USING data::json;
@@ -69,50 +70,27 @@ BEGIN
         -- Ids are drawn first, in UID order (the arrays' order), so that the events are
         -- written from the same arrays without reading the rows back. (A known UID wastes one.)
         ids := ARRAY(SELECT nextval('messages_id_seq') FROM unnest(n_uids));
+        -- Rows the mirror has already (a race) are left alone: their fetched flags are news
+        -- instead, applied below with the lock held.
+        INSERT INTO messages (id, folder_id, uidvalidity, uid, modseq, flags, message_id,
+                              subject, from_name, from_address, to_addresses, date,
+                              received_at, size, first_seen_at, updated_at)
+        OVERRIDING SYSTEM VALUE
+        SELECT u.id, p_folder, p_uidvalidity, u.uid, u.modseq, u.flags::text[], u.mid,
+               u.subject, u.fname, u.faddr, u.tos::jsonb, u.date, u.received, u.size,
+               now(), now()
+        FROM unnest(ids, n_uids, n_modseqs, n_flags, n_mids, n_subjects, n_fnames, n_faddrs,
+                    n_tos, n_dates, n_received, n_sizes)
+             AS u(id, uid, modseq, flags, mid, subject, fname, faddr, tos, date, received, size)
+        ON CONFLICT (folder_id, uidvalidity, uid) DO NOTHING;
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+        IF inserted < cardinality(n_uids) THEN
+            SELECT COALESCE(array_agg(u.uid), '{}') INTO known
+            FROM unnest(ids, n_uids) AS u(id, uid)
+            WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = u.id);
+        END IF;
         IF deferred THEN
-            -- Rows the mirror has already (a race) are left alone: their fetched flags are
-            -- news instead, applied below once the lock is held.
-            INSERT INTO messages (id, folder_id, uidvalidity, uid, modseq, flags, message_id,
-                                  subject, from_name, from_address, to_addresses, date,
-                                  received_at, size, first_seen_at, updated_at)
-            OVERRIDING SYSTEM VALUE
-            SELECT u.id, p_folder, p_uidvalidity, u.uid, u.modseq, u.flags::text[], u.mid,
-                   u.subject, u.fname, u.faddr, u.tos::jsonb, u.date, u.received, u.size,
-                   now(), now()
-            FROM unnest(ids, n_uids, n_modseqs, n_flags, n_mids, n_subjects, n_fnames,
-                        n_faddrs, n_tos, n_dates, n_received, n_sizes)
-                 AS u(id, uid, modseq, flags, mid, subject, fname, faddr, tos, date, received,
-                      size)
-            ON CONFLICT (folder_id, uidvalidity, uid) DO NOTHING;
-            GET DIAGNOSTICS inserted = ROW_COUNT;
-            IF inserted < cardinality(n_uids) THEN
-                SELECT COALESCE(array_agg(u.uid), '{}') INTO known
-                FROM unnest(ids, n_uids) AS u(id, uid)
-                WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = u.id);
-            END IF;
             PERFORM pg_advisory_xact_lock(p_lock);
-        ELSE
-            -- New messages the mirror has already (a race) are not inserted again: their
-            -- fetched flags are news instead. One probe of the UID range settles the usual case.
-            IF EXISTS (SELECT 1 FROM messages m
-                       WHERE m.folder_id = p_folder AND m.uidvalidity = p_uidvalidity
-                         AND m.uid BETWEEN n_uids[1] AND n_uids[cardinality(n_uids)]) THEN
-                SELECT COALESCE(array_agg(m.uid), '{}') INTO known FROM messages m
-                WHERE m.folder_id = p_folder AND m.uidvalidity = p_uidvalidity
-                  AND m.uid = ANY (n_uids);
-            END IF;
-            INSERT INTO messages (id, folder_id, uidvalidity, uid, modseq, flags, message_id,
-                                  subject, from_name, from_address, to_addresses, date,
-                                  received_at, size, first_seen_at, updated_at)
-            OVERRIDING SYSTEM VALUE
-            SELECT u.id, p_folder, p_uidvalidity, u.uid, u.modseq, u.flags::text[], u.mid,
-                   u.subject, u.fname, u.faddr, u.tos::jsonb, u.date, u.received, u.size,
-                   now(), now()
-            FROM unnest(ids, n_uids, n_modseqs, n_flags, n_mids, n_subjects, n_fnames,
-                        n_faddrs, n_tos, n_dates, n_received, n_sizes)
-                 AS u(id, uid, modseq, flags, mid, subject, fname, faddr, tos, date, received,
-                      size)
-            WHERE cardinality(known) = 0 OR u.uid <> ALL (known);
         END IF;
         IF cardinality(known) > 0 THEN
             SELECT COALESCE(array_agg(x), '{}'), COALESCE(array_agg(f), '{}'),

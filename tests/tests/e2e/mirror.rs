@@ -805,9 +805,17 @@ async fn a_refused_login_shows_as_error_and_stops_retrying() {
     assert!(serve.stop().await.unwrap().success());
 }
 
-#[tokio::test]
-async fn serve_starts_and_reports_errors_while_the_imap_server_is_down() {
-    let mut dovecot = support_fixture().await.unwrap();
+/// The support fixture with one message in Queue, and a `serve` that has mirrored it.
+struct Mirrored {
+    dovecot: Dovecot,
+    db: TestDatabase,
+    env: Vec<(&'static str, String)>,
+    serve: Serve,
+    pool: PgPool,
+}
+
+async fn mirrored_queue() -> Mirrored {
+    let dovecot = support_fixture().await.unwrap();
     dovecot
         .append("support", "Queue", &message("kept", "k@example.org"))
         .await
@@ -819,6 +827,24 @@ async fn serve_starts_and_reports_errors_while_the_imap_server_is_down() {
     wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
         .await
         .unwrap();
+    Mirrored {
+        dovecot,
+        db,
+        env,
+        serve,
+        pool,
+    }
+}
+
+#[tokio::test]
+async fn serve_starts_and_reports_errors_while_the_imap_server_is_down() {
+    let Mirrored {
+        mut dovecot,
+        db: _db,
+        env,
+        serve,
+        pool,
+    } = mirrored_queue().await;
     assert!(serve.stop().await.unwrap().success());
 
     dovecot.stop().await.unwrap();
@@ -869,18 +895,12 @@ async fn serve_starts_and_reports_errors_while_the_imap_server_is_down() {
 /// its watchers (they are reconnecting, backing off, or half way through a sync).
 #[tokio::test]
 async fn serve_stops_on_sigterm_right_after_the_imap_server_went_away() {
-    let mut dovecot = support_fixture().await.unwrap();
-    dovecot
-        .append("support", "Queue", &message("kept", "k@example.org"))
-        .await
-        .unwrap();
-    let db = TestDatabase::create().await.unwrap();
-    let env = flagpost_env(&dovecot, &db);
-    let serve = Serve::start(&env).await.unwrap();
-    let pool = pool(&db).await;
-    wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
-        .await
-        .unwrap();
+    let Mirrored {
+        mut dovecot,
+        db: _db,
+        serve,
+        ..
+    } = mirrored_queue().await;
     dovecot.stop().await.unwrap();
     let log = serve.log.clone();
     let status = serve.stop().await;
