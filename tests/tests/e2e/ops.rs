@@ -904,7 +904,17 @@ async fn writer_recovers_from_a_dropped_connection_and_keeps_it_after_no() {
 
     // the server drops the session: the next call reconnects on its own
     assert!(dovecot.kick(SERVICE_USER).await.unwrap() >= 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Gone once the server no longer lists it (the kicked process has exited and closed it).
+    flagpost_e2e::eventually(
+        Duration::from_secs(10),
+        "the kicked session to end",
+        || async {
+            let who = dovecot.doveadm(&["who", SERVICE_USER]).await?;
+            Ok((!who.lines().any(|l| l.starts_with(SERVICE_USER))).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
     let clones: Vec<Writer> = (0..4).map(|_| w.clone()).collect();
     let results = futures::future::join_all(clones.iter().map(|c| c.get_acl(QUEUE))).await;
     for r in results {
@@ -955,16 +965,23 @@ async fn login_fixture(users: &[(&str, &str)]) -> Dovecot {
     for (user, password) in users {
         dovecot.add_user(user, password).unwrap();
     }
-    // The harness bumps the user file's mtime by a second per quick change, into the future;
-    // Dovecot trusts its cache until that moment has passed.
-    let mtime = std::fs::metadata(dovecot.dir().join("users"))
-        .unwrap()
-        .modified()
+    // Dovecot re-reads the user file only once its mtime (which the harness bumps a second per
+    // quick change, into the future) has passed: wait until its auth service accepts every
+    // user's password (`doveadm auth test`, which costs no login penalty).
+    for (user, password) in users {
+        flagpost_e2e::eventually(
+            Duration::from_secs(15),
+            "Dovecot to know the users",
+            || async {
+                Ok(dovecot
+                    .doveadm(&["auth", "test", user, password])
+                    .await
+                    .ok()
+                    .map(drop))
+            },
+        )
+        .await
         .unwrap();
-    if let Ok(ahead) = mtime.duration_since(std::time::SystemTime::now()) {
-        tokio::time::sleep(ahead + Duration::from_millis(1100)).await;
-    } else {
-        tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     dovecot
 }

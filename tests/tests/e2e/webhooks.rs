@@ -532,16 +532,15 @@ async fn unsafe_targets_are_refused_and_redirects_not_followed() {
     );
 }
 
-/// Workers in several processes (here: connections) compete for one webhook's queue: each
-/// delivery is claimed once while its lease runs, and claims follow event order, even though a
-/// claim reads the queue in one statement whose snapshot may predate another worker's commit.
-#[tokio::test]
-async fn competing_workers_claim_each_delivery_once_in_event_order() {
-    use flagpost_harness::TestDatabase;
-    use flagpost_store::events::{EventType, NewEvent, append_events};
-    use flagpost_store::webhooks::{AttemptRecord, Claim};
-
-    let db = TestDatabase::create().await.unwrap();
+/// A migrated database of its own with one folder and then one webhook (to `receiver.invalid`,
+/// never called), for the tests that drive the delivery queue through the store directly.
+async fn database_with_a_webhook() -> (
+    flagpost_harness::TestDatabase,
+    flagpost_store::PgPool,
+    i64,
+    flagpost_store::webhooks::WebhookRow,
+) {
+    let db = flagpost_harness::TestDatabase::create().await.unwrap();
     let pool = flagpost_store::connect(&db.url(), Duration::from_secs(5))
         .await
         .unwrap();
@@ -560,19 +559,31 @@ async fn competing_workers_claim_each_delivery_once_in_event_order() {
     )
     .await
     .unwrap();
+    (db, pool, folder.id, hook)
+}
+
+/// Workers in several processes (here: connections) compete for one webhook's queue: each
+/// delivery is claimed once while its lease runs, and claims follow event order, even though a
+/// claim reads the queue in one statement whose snapshot may predate another worker's commit.
+#[tokio::test]
+async fn competing_workers_claim_each_delivery_once_in_event_order() {
+    use flagpost_store::events::{EventType, NewEvent, append_events};
+    use flagpost_store::webhooks::{AttemptRecord, Claim};
+
+    let (db, pool, folder, hook) = database_with_a_webhook().await;
     let events = 60;
     let mut tx = pool.begin().await.unwrap();
     let new: Vec<NewEvent> = (0..events)
         .map(|i| NewEvent {
             kind: EventType::FolderSyncChanged,
-            folder_id: folder.id,
+            folder_id: folder,
             message_id: None,
             data: json!({ "n": i }),
         })
         .collect();
     let ids = append_events(&mut tx, &new).await.unwrap();
     tx.commit().await.unwrap();
-    let queued = flagpost_store::webhooks::enqueue(&pool, 1000, |_| vec![folder.id])
+    let queued = flagpost_store::webhooks::enqueue(&pool, 1000, |_| vec![folder])
         .await
         .unwrap();
     assert_eq!(queued, events as u64);
@@ -633,24 +644,7 @@ async fn competing_workers_claim_each_delivery_once_in_event_order() {
 /// pending ones (however old) and recent ones stay.
 #[tokio::test]
 async fn old_finished_deliveries_are_pruned_and_pending_ones_kept() {
-    use flagpost_harness::TestDatabase;
-
-    let db = TestDatabase::create().await.unwrap();
-    let pool = flagpost_store::connect(&db.url(), Duration::from_secs(5))
-        .await
-        .unwrap();
-    flagpost_store::migrate(&pool).await.unwrap();
-    let hook = flagpost_store::webhooks::create_webhook(
-        &pool,
-        "http://receiver.invalid/",
-        "agent",
-        None,
-        None,
-        "whsec_c2VjcmV0",
-        "admin",
-    )
-    .await
-    .unwrap();
+    let (_db, pool, _folder, hook) = database_with_a_webhook().await;
     // (event id, status, days since the last attempt)
     let rows = [
         (1, "delivered", 40),
