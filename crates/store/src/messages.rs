@@ -1,5 +1,5 @@
 //! Message rows: applying a sync's changes, with their events and the folder checkpoint, in
-//! one transaction (one call of `flagpost_apply_changes()`, migration 0006).
+//! one transaction (one call of `flagpost_apply_changes()`, migrations 0006–0008).
 
 use std::collections::HashMap;
 
@@ -233,9 +233,10 @@ pub async fn apply_changes(
 }
 
 /// Applies prepared changes (see [`apply_changes`]) in one statement, so in one round trip and
-/// one transaction: `flagpost_apply_changes()` (migration 0006) takes the event writers' lock
-/// first, inserts, updates and deletes with their events in that order, notifies listeners and
-/// writes the checkpoint unless UIDs of flag updates are unknown.
+/// one transaction: `flagpost_apply_changes()` (migrations 0006–0008) inserts, updates and
+/// deletes with their events in that order under the event writers' lock (a call that only adds
+/// messages inserts its rows before taking it), notifies listeners and writes the checkpoint
+/// unless UIDs of flag updates are unknown.
 pub async fn apply_prepared(
     pool: &PgPool,
     folder_id: i64,
@@ -869,6 +870,63 @@ mod tests {
         );
     }
 
+    /// A chunk of a first sync repeated after a crash (its first half committed, the checkpoint
+    /// not) hits the rows it wrote before: the plain INSERT fails on them and is repeated with
+    /// ON CONFLICT, so only the new half is added, a flag that changed meanwhile becomes an
+    /// update, and the folder's counts hold every message once.
+    #[tokio::test]
+    async fn a_repeated_first_sync_chunk_adds_only_what_is_new() {
+        let (_db, pool, folder) = setup().await;
+        let first = Changes {
+            fetched: (1..=5).map(|u| message(u, &[], Some(10))).collect(),
+            ..Changes::default()
+        };
+        assert_eq!(
+            apply_changes(&pool, folder, 42, &first)
+                .await
+                .unwrap()
+                .added,
+            5
+        );
+        let again = Changes {
+            fetched: (1..=10)
+                .map(|u| {
+                    let flags: &[&str] = if u == 2 { &["\\Answered"] } else { &[] };
+                    message(u, flags, Some(if u == 2 { 12 } else { 10 }))
+                })
+                .collect(),
+            checkpoint: Some(Checkpoint {
+                uidvalidity: 42,
+                highest_modseq: Some(12),
+                uidnext: Some(11),
+            }),
+            ..Changes::default()
+        };
+        let applied = apply_changes(&pool, folder, 42, &again).await.unwrap();
+        assert_eq!(
+            (
+                applied.added,
+                applied.updated,
+                applied.removed,
+                applied.unknown
+            ),
+            (5, 1, 0, vec![])
+        );
+        let summary: (i64, i64, i64, i64, i64, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM messages WHERE folder_id = $1),
+                    (SELECT count(*) FROM events WHERE type = 'message.added'),
+                    (SELECT count(DISTINCT message_id) FROM events WHERE type = 'message.added'),
+                    (SELECT count(*) FROM events WHERE type = 'message.updated'),
+                    (SELECT pending + answered FROM folder_counts WHERE folder_id = $1),
+                    (SELECT highest_modseq FROM folders WHERE id = $1)",
+        )
+        .bind(folder)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(summary, (10, 10, 10, 1, 10, Some(12)));
+    }
+
     /// Calls that only add messages insert their rows before the event writers' lock. Writers
     /// that race on the same UIDs (say two Flagpost processes on one database) neither fail
     /// nor duplicate: each message is added once, with one `message.added` event, the other
@@ -931,11 +989,11 @@ mod tests {
         assert_eq!(counts.0, 300);
     }
 
-    /// Migration 0006 applies to a database that already holds a mirror at 0005, and the
+    /// Migrations 0006 to 0008 apply to a database that already holds a mirror at 0005, and the
     /// mirror then goes on from there; the statement triggers that replace the messages →
     /// folders foreign key still refuse a message of an unknown folder.
     #[tokio::test]
-    async fn migrations_0006_and_0007_apply_to_a_populated_database() {
+    async fn migrations_from_0005_apply_to_a_populated_database() {
         let db = TestDatabase::create().await.unwrap();
         let pool = crate::connect(&db.url(), std::time::Duration::from_secs(5))
             .await
@@ -976,7 +1034,7 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(crate::migrate(&pool).await.unwrap(), [6, 7]);
+        assert_eq!(crate::migrate(&pool).await.unwrap(), [6, 7, 8]);
         // 0007: the event written as jsonb reads back the same from the json column.
         let data: serde_json::Value =
             sqlx::query_scalar("SELECT data FROM events WHERE type = 'folder.added'")
