@@ -227,6 +227,27 @@ async fn starttls_handshake(tcp: TcpStream) -> Result<TcpStream, ConnectError> {
     Ok(reader.into_inner())
 }
 
+/// Response codes of a refused LOGIN that say the refusal is temporary (RFC 5530 §3): the
+/// server is unavailable, busy, at a limit or failing, not refusing the credentials.
+const TRANSIENT_LOGIN_CODES: [&str; 4] = ["[UNAVAILABLE]", "[INUSE]", "[LIMIT]", "[SERVERBUG]"];
+
+/// What a `NO` to LOGIN means: a refusal of the credentials ([`ConnectError::Auth`], not
+/// retried), unless its response code says it is temporary, which is retried like any other
+/// failed command. async-imap hands over the text with the code in it when imap-proto does
+/// not know the code (it knows none of RFC 5530's).
+fn login_refused(text: String) -> ConnectError {
+    let upper = text.to_ascii_uppercase();
+    if TRANSIENT_LOGIN_CODES.iter().any(|c| upper.contains(c)) {
+        ConnectError::Command {
+            command: "LOGIN".to_owned(),
+            status: "NO".to_owned(),
+            text,
+        }
+    } else {
+        ConnectError::Auth(text)
+    }
+}
+
 /// Connects and logs in as `user`.
 pub async fn login(
     settings: &ImapSettings,
@@ -238,10 +259,39 @@ pub async fn login(
     match tokio::time::timeout(settings.timeout, login).await {
         Err(_) => Err(ConnectError::Timeout(settings.timeout)),
         Ok(Ok(session)) => Ok(session),
-        Ok(Err((async_imap::error::Error::No(text), _))) => Err(ConnectError::Auth(text)),
+        Ok(Err((async_imap::error::Error::No(text), _))) => Err(login_refused(text)),
         Ok(Err((async_imap::error::Error::Validate(_), _))) => Err(ConnectError::Auth(
             "the user name or password contains a line break".to_owned(),
         )),
         Ok(Err((e, _))) => Err(ConnectError::from_imap(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// async-imap's text of a tagged NO whose code imap-proto does not know.
+    fn no(info: &str) -> String {
+        format!("code: None, info: Some({info:?})")
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_credentials_stops_the_retries() {
+        for info in [
+            "[AUTHENTICATIONFAILED] Authentication failed.",
+            "[EXPIRED] Password expired",
+            "Login failed",
+        ] {
+            assert!(login_refused(no(info)).is_auth(), "{info}");
+        }
+        for info in [
+            "[UNAVAILABLE] Temporary authentication failure",
+            "[InUse] Mailbox in use",
+            "[LIMIT] Too many connections",
+            "[SERVERBUG] Internal error",
+        ] {
+            assert!(!login_refused(no(info)).is_auth(), "{info}");
+        }
     }
 }

@@ -232,7 +232,9 @@ async fn reconcile(
         if watchers.contains_key(&f.id) || polled.iter().any(|(id, _)| *id == f.id) {
             continue;
         }
-        if !server_idle || watchers.len() < cfg.max_idle {
+        // Within the budget a folder has its own connection (polled on it when the server
+        // has no IDLE); beyond it, the shared poller's.
+        if watchers.len() < cfg.max_idle {
             let cancel = shutdown.child_token();
             tracker.spawn(watch_folder(
                 cfg.ctx.clone(),

@@ -599,6 +599,86 @@ async fn a_server_without_idle_is_mirrored_exactly_by_polling() {
     fallback_mirror(caps).await;
 }
 
+/// Without IDLE on the server every folder is polled, and the connection budget still holds:
+/// with `FLAGPOST_IMAP_MAX_CONNECTIONS=1` and four folders, one folder is polled on its own
+/// connection and three on the shared one (two connections of the service account, not four),
+/// and changes in every folder are mirrored.
+#[tokio::test]
+async fn a_server_without_idle_keeps_to_the_connection_budget() {
+    let caps: Vec<String> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
+        .iter()
+        .filter(|c| **c != "IDLE")
+        .map(|c| c.to_string())
+        .collect();
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        capabilities: Some(caps),
+        ..DovecotOptions::default()
+    })
+    .await
+    .unwrap();
+    for (u, p) in [("support", "support-pw"), (SERVICE_USER, "service-pw")] {
+        dovecot.add_user(u, p).unwrap();
+    }
+    let names = ["Queue", "Billing", "Sales", "Returns"];
+    for name in names {
+        dovecot.create_folder("support", name).await.unwrap();
+        dovecot
+            .set_acl("support", name, SERVICE_USER, "lr")
+            .await
+            .unwrap();
+        dovecot
+            .append("support", name, &message(name, "c@example.org"))
+            .await
+            .unwrap();
+    }
+    let db = TestDatabase::create().await.unwrap();
+    let mut env = flagpost_env(&dovecot, &db);
+    env.push(("FLAGPOST_IMAP_MAX_CONNECTIONS", "1".to_owned()));
+    env.push(("FLAGPOST_IMAP_POLL_SECS", "1".to_owned()));
+    let serve = Serve::start(&env).await.unwrap();
+    let pool = pool(&db).await;
+    for name in names {
+        let folder = format!("shared/support/{name}");
+        wait_mirror_equal(&dovecot, &pool, SERVICE_USER, &folder, WAIT)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+            .unwrap();
+    }
+    flagpost_e2e::eventually(WAIT, "four polled folders on two connections", || async {
+        let polling: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM folders WHERE sync_state = 'polling'")
+                .fetch_one(&pool)
+                .await?;
+        // `doveadm who`: "user  count  proto  (pids)  (ips)" per user and protocol.
+        let who = dovecot.doveadm(&["who", SERVICE_USER]).await?;
+        let sessions: usize = who
+            .lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (w.first() == Some(&SERVICE_USER)).then(|| w.get(1)?.parse::<usize>().ok())?
+            })
+            .sum();
+        Ok((polling == 4 && sessions == 2).then_some(()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
+    for name in names {
+        dovecot
+            .append("support", name, &message("later", "d@example.org"))
+            .await
+            .unwrap();
+    }
+    for name in names {
+        let folder = format!("shared/support/{name}");
+        let state = wait_mirror_equal(&dovecot, &pool, SERVICE_USER, &folder, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(state.len(), 2, "{folder}");
+    }
+    assert!(serve.stop().await.unwrap().success());
+}
+
 #[tokio::test]
 async fn folders_beyond_the_connection_budget_are_polled_and_still_mirrored() {
     let dovecot = support_fixture().await.unwrap();
