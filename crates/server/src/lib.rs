@@ -128,9 +128,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Libraries whose debug and trace output carries protocol lines with credentials in them:
+/// async-imap logs every command it sends, LOGIN with its password included. They are capped
+/// at `info` whatever `FLAGPOST_LOG` asks for (a directive added later replaces one for the
+/// same target), so no log level ever shows a secret.
+const SECRET_BEARING_TARGETS: [&str; 1] = ["async_imap=info"];
+
 fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for directive in SECRET_BEARING_TARGETS {
+        filter = filter.add_directive(directive.parse().expect("a valid directive"));
+    }
     // A log line that cannot be written is dropped. (By default the subscriber reports that on
     // stderr with `eprintln!`, which panics when stderr itself is the problem, e.g. a closed
     // pipe to a log collector that died: every task that logged would die with it.)

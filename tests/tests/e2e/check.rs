@@ -133,6 +133,29 @@ async fn check_refuses_a_certificate_it_cannot_verify() {
     assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
 }
 
+/// Secrets never appear in logs, at any level: with `FLAGPOST_LOG=trace` (even asking for
+/// async-imap's own trace output, which echoes every command it sends, LOGIN included) the
+/// service account's password is nowhere in `check`'s output.
+#[tokio::test]
+async fn trace_logging_never_shows_the_service_password() {
+    let dovecot = support_fixture().await.unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    for log in ["trace", "trace,async_imap=trace"] {
+        let env = with(flagpost_env(&dovecot, &db), "FLAGPOST_LOG", log);
+        let out = run_flagpost(&["check"], &env).await.unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(
+            stderr.contains("TRACE"),
+            "{log} logs at trace level:\n{stderr}"
+        );
+        assert!(
+            !stdout.contains("service-pw") && !stderr.contains("service-pw"),
+            "FLAGPOST_LOG={log} shows the password:\n{stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn check_reports_an_unreachable_database() {
     let dovecot = support_fixture().await.unwrap();
