@@ -158,14 +158,26 @@ pub async fn list_events(
     limit: i64,
     folders: Option<&[i64]>,
 ) -> sqlx::Result<Vec<EventRow>> {
+    list_events_until(pool, after, i64::MAX, limit, folders).await
+}
+
+/// Events with `after < id <= until`, oldest first, optionally only of `folders`.
+pub async fn list_events_until(
+    pool: &PgPool,
+    after: i64,
+    until: i64,
+    limit: i64,
+    folders: Option<&[i64]>,
+) -> sqlx::Result<Vec<EventRow>> {
     sqlx::query_as(
         "SELECT id, type, at, folder_id, message_id, data FROM events
-         WHERE id > $1 AND ($3::bigint[] IS NULL OR folder_id = ANY($3))
+         WHERE id > $1 AND id <= $4 AND ($3::bigint[] IS NULL OR folder_id = ANY($3))
          ORDER BY id LIMIT $2",
     )
     .bind(after)
     .bind(limit)
     .bind(folders)
+    .bind(until)
     .fetch_all(pool)
     .await
 }

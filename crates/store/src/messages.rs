@@ -870,6 +870,44 @@ mod tests {
         );
     }
 
+    /// The event stream's catch-up reads `(after, until]` a page at a time: a page never
+    /// reaches past `until`, however many events follow, and the folder filter applies.
+    #[tokio::test]
+    async fn bounded_event_pages_stop_at_their_upper_bound() {
+        let (_db, pool, folder) = setup().await;
+        let changes = Changes {
+            fetched: (1..=20).map(|u| message(u, &[], Some(10))).collect(),
+            ..Changes::default()
+        };
+        apply_changes(&pool, folder, 42, &changes).await.unwrap();
+        let ids: Vec<i64> = crate::events::list_events(&pool, 0, 100, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert!(ids.len() >= 20, "{ids:?}");
+        let until = ids[9];
+        let page = crate::events::list_events_until(&pool, ids[4], until, 100, Some(&[folder]))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|e| e.id).collect::<Vec<_>>(),
+            ids[5..=9].to_vec()
+        );
+        let limited = crate::events::list_events_until(&pool, 0, until, 3, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            limited.iter().map(|e| e.id).collect::<Vec<_>>(),
+            ids[..3].to_vec()
+        );
+        let other = crate::events::list_events_until(&pool, 0, until, 100, Some(&[folder + 1]))
+            .await
+            .unwrap();
+        assert!(other.is_empty());
+    }
+
     /// A chunk of a first sync repeated after a crash (its first half committed, the checkpoint
     /// not) hits the rows it wrote before: the plain INSERT fails on them and is repeated with
     /// ON CONFLICT, so only the new half is added, a flag that changed meanwhile becomes an

@@ -191,9 +191,12 @@ impl Client {
                     .collect(),
                 None => access.readable_events_folders(&self.principal),
             };
-            let rows = match flagpost_store::events::list_events(
+            // Bounded by `to`: events committed after it are the hub's to deliver, and a page
+            // that reached past it would otherwise be read again and again.
+            let rows = match flagpost_store::events::list_events_until(
                 &self.state.pool,
                 self.sent,
+                to,
                 PAGE,
                 Some(&folders),
             )
@@ -207,9 +210,6 @@ impl Client {
             };
             let full = rows.len() as i64 == PAGE;
             for row in rows {
-                if row.id > to {
-                    break;
-                }
                 let id = row.id;
                 if !self.send(&WireEvent::new(row)).await {
                     return false;
