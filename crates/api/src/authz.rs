@@ -55,11 +55,23 @@ impl Access {
             .iter()
             .map(|e| flagpost_domain::acl::AclEntry::from_server(e.identifier.as_str(), &e.rights))
             .collect();
-        // The mirror reads ACLs as the service account, and Dovecot lists the `owner` entry
-        // under the reader's name: the context keeps that entry from granting anyone else.
+        // The mirror reads ACLs as the service account, and Dovecot 2.3 lists the `owner`
+        // entry under the reader's name when the reader has no entry of its own: the context
+        // keeps that entry from granting anyone else, as it might be the (unknown) owner's.
+        // An entry under that name whose rights are exactly the service account's MYRIGHTS is
+        // its own entry, though (the usual set-up: an admin granted it `l r a`), and it is
+        // read as such; otherwise it would cap everyone's rights at the service account's.
+        let own = f
+            .entries
+            .iter()
+            .filter(|e| e.identifier == *self.service_user)
+            .map(|e| Rights::from_server(&e.rights))
+            .collect::<Vec<_>>();
+        let own_entry = matches!((own.as_slice(), f.service_rights.as_deref()),
+            ([rights], Some(mine)) if *rights == Rights::from_server(mine));
         let context = flagpost_domain::acl::AclContext {
             owner: None,
-            reader: Some(&self.service_user),
+            reader: (!own_entry).then_some(&*self.service_user),
         };
         flagpost_domain::acl::effective_rights_with(&entries, username, &context)
     }

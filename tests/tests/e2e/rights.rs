@@ -446,3 +446,48 @@ async fn getacl_lists_the_owner_entry_under_the_readers_name() {
     let safe = effective_rights_with(&acl, SERVICE_USER, &context);
     assert!(answer.equals(safe), "{safe:?} vs {answer}");
 }
+
+/// The usual set-up of the contract's minimal service account: an admin granted it `l r a` in
+/// an entry of its own, and staff have their own entries. That entry is the service account's
+/// (its rights are exactly its MYRIGHTS), not the owner's listed under its name, so it does not
+/// cap anyone else: each user's `my_rights` in `GET /folders` is what MYRIGHTS tells that user.
+#[tokio::test]
+async fn the_service_accounts_own_entry_does_not_cap_other_users() {
+    let dovecot = support_fixture().await.unwrap();
+    for (user, pw, rights) in [("alice", "alice-pw", "lrswi"), ("bob", "bob-pw", "lr")] {
+        dovecot.add_user_ready(user, pw).await.unwrap();
+        dovecot.set_acl(OWNER, FOLDER, user, rights).await.unwrap();
+    }
+    let db = flagpost_harness::TestDatabase::create().await.unwrap();
+    let serve = crate::Serve::start(&flagpost_e2e::flagpost_env(&dovecot, &db))
+        .await
+        .unwrap();
+    let api = flagpost_e2e::http::Api::new(serve.addr);
+    for (user, pw) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+        let mut c = client_eventually(&dovecot, user).await;
+        let Answer::Rights(server) = my_rights(&mut c).await else {
+            panic!("{user} has rights on {SHARED}");
+        };
+        let token = api.login(user, pw).await.unwrap();
+        let shown = flagpost_e2e::eventually(Duration::from_secs(15), "the folder listed", || {
+            let (api, token) = (&api, &token);
+            async move {
+                let r = api.get("/api/v1/folders", token).await?;
+                Ok(r.json["folders"].as_array().and_then(|fs| {
+                    fs.iter()
+                        .find(|f| f["imap_name"] == SHARED)
+                        .and_then(|f| f["my_rights"].as_str().map(str::to_owned))
+                }))
+            }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+        .unwrap();
+        assert_eq!(
+            Rights::from_server(&shown),
+            server,
+            "{user}: my_rights {shown} vs MYRIGHTS"
+        );
+    }
+    assert!(serve.stop().await.unwrap().success());
+}
