@@ -128,10 +128,8 @@ pub async fn mark_folder_removed(pool: &PgPool, folder_id: i64) -> sqlx::Result<
             .bind(folder_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM acl_entries WHERE folder_id = $1")
-            .bind(folder_id)
-            .execute(&mut *tx)
-            .await?;
+        // The ACL stays as last mirrored: it decides who reads the folder's past events and
+        // this `folder.removed` (every reader of the folder, no one else).
         append_events(
             &mut tx,
             &[NewEvent {

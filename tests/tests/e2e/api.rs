@@ -987,3 +987,88 @@ async fn a_listing_shows_every_change_its_caller_already_knows_of() {
         "stream event hidden by a kept page: {now:?}"
     );
 }
+
+/// A folder that leaves the IMAP server (or the service account's view) ends with a
+/// `folder.removed` event that reaches every user who could read it, and its past events stay
+/// in their feed: the folder's last mirrored ACL keeps deciding who reads its events. A user
+/// who never could read it sees none of them.
+#[tokio::test]
+async fn readers_of_a_removed_folder_see_its_removal_and_keep_its_history() {
+    let f = fixture_with(&[("FLAGPOST_FOLDER_POLL_SECS", "1".to_owned())])
+        .await
+        .unwrap();
+    let dave = f.api.login("dave", "dave-pw").await.unwrap();
+    let alice = f.api.login("alice", "alice-pw").await.unwrap();
+    let sales_id = {
+        let r = f.api.get("/api/v1/folders", &dave).await.unwrap();
+        r.json["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["imap_name"] == "shared/support/Sales")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = f
+        .api
+        .get("/api/v1/events?after=0&limit=1000", &dave)
+        .await
+        .unwrap();
+    assert!(
+        before.json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "message.added" && e["folder_id"] == sales_id.as_str()),
+        "dave reads Sales: {:?}",
+        before.json
+    );
+    f.dovecot
+        .doveadm(&["mailbox", "delete", "-u", "support", "Sales"])
+        .await
+        .unwrap();
+    let after = eventually(WAIT, "dave sees folder.removed of Sales", || async {
+        let r = f
+            .api
+            .get("/api/v1/events?after=0&limit=1000", &dave)
+            .await?;
+        let events = r.json["events"].as_array().cloned().unwrap_or_default();
+        let removed = events
+            .iter()
+            .any(|e| e["type"] == "folder.removed" && e["folder_id"] == sales_id.as_str());
+        Ok(removed.then_some(events))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", f.serve.log_text()))
+    .unwrap();
+    assert!(
+        after
+            .iter()
+            .any(|e| e["type"] == "message.added" && e["folder_id"] == sales_id.as_str()),
+        "Sales' history is still in dave's feed"
+    );
+    let r = f.api.get("/api/v1/folders", &dave).await.unwrap();
+    assert!(
+        !r.json["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == sales_id.as_str()),
+        "a removed folder is no longer listed"
+    );
+    let r = f
+        .api
+        .get("/api/v1/events?after=0&limit=1000", &alice)
+        .await
+        .unwrap();
+    assert!(
+        !r.json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["folder_id"] == sales_id.as_str()),
+        "alice never could read Sales"
+    );
+}
