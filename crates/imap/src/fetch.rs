@@ -115,8 +115,12 @@ fn convert_envelope(e: &imap_proto::Envelope<'_>) -> Envelope {
             .filter(|s| !s.is_empty()),
         address: address_text(field(&a.mailbox).as_deref(), field(&a.host).as_deref()),
     };
-    // Group syntax (RFC 3501 §7.4.2) appears as entries without a host: skip the markers.
-    let real = |a: &&imap_proto::Address<'_>| a.host.is_some() || a.mailbox.is_none();
+    // Group syntax (RFC 3501 §7.4.2) appears as entries without a host: a start marker holds
+    // the group's name in the mailbox field, an end marker is all NIL. Skip both; an entry
+    // with nothing but a display name (`From: Customer <>` on some servers) is kept.
+    let real = |a: &&imap_proto::Address<'_>| {
+        a.host.is_some() || (a.mailbox.is_none() && a.name.is_some())
+    };
     Envelope {
         message_id: field(&e.message_id)
             .as_deref()
@@ -184,6 +188,62 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(&*unescape_quoted(raw), want);
         }
+    }
+
+    fn address<'a>(
+        name: Option<&'a str>,
+        mailbox: Option<&'a str>,
+        host: Option<&'a str>,
+    ) -> imap_proto::Address<'a> {
+        let b = |s: Option<&'a str>| s.map(|s| std::borrow::Cow::Borrowed(s.as_bytes()));
+        imap_proto::Address {
+            name: b(name),
+            adl: None,
+            mailbox: b(mailbox),
+            host: b(host),
+        }
+    }
+
+    fn envelope<'a>(
+        from: Vec<imap_proto::Address<'a>>,
+        to: Vec<imap_proto::Address<'a>>,
+    ) -> imap_proto::Envelope<'a> {
+        imap_proto::Envelope {
+            date: None,
+            subject: None,
+            from: Some(from),
+            sender: None,
+            reply_to: None,
+            to: Some(to),
+            cc: None,
+            bcc: None,
+            in_reply_to: None,
+            message_id: None,
+        }
+    }
+
+    /// `From: undisclosed:;` is a group with no member: its start and end markers are not a
+    /// sender, and the first real address after a group is.
+    #[test]
+    fn group_markers_are_not_addresses() {
+        let start = || address(None, Some("undisclosed"), None);
+        let end = || address(None, None, None);
+        let real = || address(Some("Pat"), Some("pat"), Some("example.org"));
+        let e = convert_envelope(&envelope(vec![start(), end()], vec![]));
+        assert!(e.from.is_none(), "{:?}", e.from);
+        let e = convert_envelope(&envelope(
+            vec![start(), end(), real()],
+            vec![start(), real(), end()],
+        ));
+        let from = e.from.unwrap();
+        assert_eq!(from.name.as_deref(), Some("Pat"));
+        assert_eq!(from.address.as_deref(), Some("pat@example.org"));
+        assert_eq!(e.to.len(), 1);
+        let named = convert_envelope(&envelope(
+            vec![address(Some("Customer"), None, None)],
+            vec![],
+        ));
+        assert_eq!(named.from.unwrap().name.as_deref(), Some("Customer"));
     }
 
     #[test]
