@@ -47,6 +47,19 @@ impl FetchData {
         d
     }
 
+    /// Adds what a later FETCH response for the same message said: its items replace these,
+    /// items it lacks are kept, and the higher MODSEQ stays. A server may split one message's
+    /// items over several responses, or follow a FLAGS response with one that has only MODSEQ
+    /// (RFC 3501 §7.4.2 lets it), and neither may lose what the earlier one carried.
+    pub fn merge(&mut self, later: FetchData) {
+        self.uid = later.uid.or(self.uid);
+        self.flags = later.flags.or(self.flags.take());
+        self.modseq = self.modseq.max(later.modseq);
+        self.internaldate = later.internaldate.or(self.internaldate.take());
+        self.size = later.size.or(self.size);
+        self.envelope = later.envelope.or(self.envelope.take());
+    }
+
     /// A full message, when every item of [`FULL_ITEMS`] is present. A missing or unparseable
     /// INTERNALDATE falls back to the envelope's date, then to the Unix epoch, rather than
     /// losing the message.
@@ -244,6 +257,34 @@ mod tests {
             vec![],
         ));
         assert_eq!(named.from.unwrap().name.as_deref(), Some("Customer"));
+    }
+
+    #[test]
+    fn later_fetch_responses_add_to_earlier_ones() {
+        let mut d = FetchData {
+            uid: Some(7),
+            flags: Some(Flags::new(["\\Answered"])),
+            modseq: Some(18),
+            ..FetchData::default()
+        };
+        // Only MODSEQ (say a keyword or label change the server reports without FLAGS).
+        d.merge(FetchData {
+            uid: Some(7),
+            modseq: Some(20),
+            ..FetchData::default()
+        });
+        assert_eq!(d.flags, Some(Flags::new(["\\Answered"])));
+        assert_eq!(d.modseq, Some(20));
+        // Newer flags replace older ones; an older MODSEQ does not go back.
+        d.merge(FetchData {
+            uid: Some(7),
+            flags: Some(Flags::new(["\\Seen"])),
+            modseq: Some(19),
+            size: Some(42),
+            ..FetchData::default()
+        });
+        assert_eq!(d.flags, Some(Flags::new(["\\Seen"])));
+        assert_eq!((d.modseq, d.size), (Some(20), Some(42)));
     }
 
     #[test]

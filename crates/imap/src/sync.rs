@@ -210,11 +210,16 @@ async fn incremental(
         .chain([since, sel.highest_modseq.unwrap_or(0)])
         .max();
 
-    // Latest word per UID.
+    // Everything said per UID, later responses over earlier ones.
     let mut latest: HashMap<u32, FetchData> = HashMap::new();
     for d in changed {
         if let Some(uid) = d.uid {
-            latest.insert(uid, d);
+            match latest.entry(uid) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(d),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(d);
+                }
+            }
         }
     }
     // UIDs from UIDNEXT on are new to the mirror: a few are fetched in full now, so that they,
@@ -640,20 +645,39 @@ async fn fetch_full(
         ""
     };
     let uid = if by_uid { "UID " } else { "" };
-    let mut out = Vec::new();
+    // The responses per UID, in the order they came: a server may split one message's items
+    // over several responses, and another session's flag change may arrive in between.
+    let mut order: Vec<u32> = Vec::new();
+    let mut by_uid: HashMap<u32, FetchData> = HashMap::new();
     let mut news = Vec::new();
-    let mut skipped = 0usize;
     conn.run(&format!("{uid}FETCH {set} ({FULL_ITEMS}{modseq})"), |d| {
-        if d.envelope.is_none() {
+        let Some(u) = d.uid else {
             news.push(d);
             return;
+        };
+        match by_uid.entry(u) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(d),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                order.push(u);
+                e.insert(d);
+            }
+        }
+    })
+    .await?;
+    let mut out = Vec::with_capacity(order.len());
+    let mut skipped = 0usize;
+    for u in order {
+        let d = by_uid.remove(&u).expect("each UID once");
+        if d.envelope.is_none() {
+            // Not an answer: another session's flag change of a message outside this set.
+            news.push(d);
+            continue;
         }
         match d.into_message() {
             Some(m) => out.push(m),
             None => skipped += 1,
         }
-    })
-    .await?;
+    }
     if !news.is_empty() {
         conn.noticed.changed = true;
         conn.noticed.fetches.extend(news);
