@@ -171,7 +171,28 @@ impl Conn {
         tokio::time::timeout(COMMAND_TIMEOUT, fut)
             .await
             .map_err(|_| ConnectError::Timeout(COMMAND_TIMEOUT))??;
+        self.check_uidvalidity(&other)?;
         Ok(other)
+    }
+
+    /// A new UIDVALIDITY announced while a folder is selected (RFC 3501 §2.3.1.1) voids every
+    /// UID this session knows: the session is given up, and the reconnect's EXAMINE finds the
+    /// new generation and resets the folder.
+    fn check_uidvalidity(&self, other: &[OtherData]) -> Result<(), ConnectError> {
+        let Some(sel) = self.selected else {
+            return Ok(());
+        };
+        for o in other {
+            if let OtherData::UidValidity(v) = o
+                && *v != sel.uidvalidity
+            {
+                return Err(ConnectError::Protocol(format!(
+                    "the server announced UIDVALIDITY {v} for the selected folder (was {})",
+                    sel.uidvalidity
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// `EXAMINE` (read-only, so watching never changes `\Recent` or anything else) with
@@ -329,9 +350,9 @@ impl Conn {
             }
             return Ok(());
         }
-        let mut ignored = Vec::new();
-        note(&mut self.noticed, r, &mut ignored);
-        Ok(())
+        let mut other = Vec::new();
+        note(&mut self.noticed, r, &mut other);
+        self.check_uidvalidity(&other)
     }
 
     /// `STATUS` with the items that tell whether a folder moved. Never `SIZE` (async-imap cannot
@@ -456,6 +477,13 @@ fn note(noticed: &mut Noticed, r: &Response<'_>, other: &mut Vec<OtherData>) {
             }
         }
         Response::Data { outcome, .. } => match &outcome.code {
+            Some(ResponseCode::Alert) => {
+                // RFC 3501 §7.1: the text MUST be shown to the user; for a daemon, the log.
+                tracing::warn!(
+                    alert = outcome.information.as_deref().unwrap_or(""),
+                    "the IMAP server sent an alert"
+                );
+            }
             Some(ResponseCode::UidValidity(v)) => other.push(OtherData::UidValidity(*v)),
             Some(ResponseCode::UidNext(n)) => other.push(OtherData::UidNext(*n)),
             Some(ResponseCode::HighestModSeq(m)) => other.push(OtherData::HighestModSeq(*m)),
