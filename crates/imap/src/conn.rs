@@ -45,6 +45,8 @@ pub struct ServerCaps {
     pub qresync: bool,
     /// RFC 4314.
     pub acl: bool,
+    /// RFC 3691.
+    pub unselect: bool,
 }
 
 impl ServerCaps {
@@ -55,6 +57,7 @@ impl ServerCaps {
             condstore: has("CONDSTORE") || has("QRESYNC"),
             qresync: has("QRESYNC") && has("ENABLE"),
             acl: has("ACL"),
+            unselect: has("UNSELECT"),
         }
     }
 }
@@ -366,7 +369,14 @@ impl Conn {
             "(UIDVALIDITY UIDNEXT MESSAGES)"
         };
         if self.selected.is_some() {
-            self.run("UNSELECT", |_| {}).await.ok();
+            // Without UNSELECT (RFC 3691), CLOSE: after EXAMINE it expunges nothing
+            // (RFC 3501 §6.4.2), and Flagpost's watchers only ever EXAMINE.
+            let leave = if self.caps.unselect {
+                "UNSELECT"
+            } else {
+                "CLOSE"
+            };
+            self.run(leave, |_| {}).await?;
             self.selected = None;
             self.examined_with = None;
         }

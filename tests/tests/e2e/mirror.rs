@@ -602,12 +602,13 @@ async fn a_server_without_idle_is_mirrored_exactly_by_polling() {
 /// Without IDLE on the server every folder is polled, and the connection budget still holds:
 /// with `FLAGPOST_IMAP_MAX_CONNECTIONS=1` and four folders, one folder is polled on its own
 /// connection and three on the shared one (two connections of the service account, not four),
-/// and changes in every folder are mirrored.
+/// and changes in every folder are mirrored. The server does not offer UNSELECT either, so the
+/// shared poller leaves each folder with CLOSE before its next STATUS.
 #[tokio::test]
 async fn a_server_without_idle_keeps_to_the_connection_budget() {
     let caps: Vec<String> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
         .iter()
-        .filter(|c| **c != "IDLE")
+        .filter(|c| **c != "IDLE" && **c != "UNSELECT")
         .map(|c| c.to_string())
         .collect();
     let dovecot = Dovecot::start_with(DovecotOptions {
