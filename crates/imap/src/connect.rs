@@ -107,6 +107,26 @@ impl ConnectError {
     }
 }
 
+/// Adds the PEM certificates of `path` to `roots`: at least one, each a valid CA certificate.
+fn add_ca_file(path: &std::path::Path, roots: &mut rustls::RootCertStore) -> Result<(), String> {
+    let mut added = 0;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())? {
+        let cert = cert.map_err(|e| e.to_string())?;
+        roots.add(cert).map_err(|e| e.to_string())?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err("no PEM certificate in the file".to_owned());
+    }
+    Ok(())
+}
+
+/// Whether `path` holds CA certificates Flagpost can use (checked when the configuration is
+/// read, so that a wrong file stops start-up instead of every connection).
+pub fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
+    add_ca_file(path, &mut rustls::RootCertStore::empty())
+}
+
 fn tls_connector(settings: &ImapSettings) -> Result<tokio_rustls::TlsConnector, ConnectError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
@@ -119,15 +139,7 @@ fn tls_connector(settings: &ImapSettings) -> Result<tokio_rustls::TlsConnector, 
             path: path.clone(),
             reason,
         };
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_err(e.to_string()))? {
-            let cert = cert.map_err(|e| ca_err(e.to_string()))?;
-            roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(ca_err("no PEM certificate in the file".to_owned()));
-        }
+        add_ca_file(path, &mut roots).map_err(ca_err)?;
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

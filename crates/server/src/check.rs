@@ -65,7 +65,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             let line = format!(
-                "cannot connect to PostgreSQL at {}: {e}",
+                "FLAGPOST_DATABASE_URL: cannot connect to PostgreSQL at {}: {e}",
                 config::redact_url(url.expose())
             );
             println!("{:<13} FAILED: {line}", "database");

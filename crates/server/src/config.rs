@@ -373,13 +373,19 @@ impl Config {
                 )
             })?,
         };
-        if let Some(ca) = &raw.imap_ca_file
-            && !ca.is_file()
-        {
-            return Err(err(
-                "FLAGPOST_IMAP_CA_FILE",
-                format!("{} is not a readable file", ca.display()),
-            ));
+        if let Some(ca) = &raw.imap_ca_file {
+            if !ca.is_file() {
+                return Err(err(
+                    "FLAGPOST_IMAP_CA_FILE",
+                    format!("{} is not a readable file", ca.display()),
+                ));
+            }
+            flagpost_imap::connect::check_ca_file(ca).map_err(|reason| {
+                err(
+                    "FLAGPOST_IMAP_CA_FILE",
+                    format!("{} holds no usable CA certificate: {reason}", ca.display()),
+                )
+            })?;
         }
         let password = match (non_empty(&raw.imap_password), &raw.imap_password_file) {
             (Some(_), Some(_)) => {

@@ -162,7 +162,7 @@ async fn connect_db(config: &Config) -> anyhow::Result<flagpost_store::PgPool> {
         .await
         .with_context(|| {
             format!(
-                "cannot connect to PostgreSQL at {}",
+                "FLAGPOST_DATABASE_URL: cannot connect to PostgreSQL at {}",
                 config::redact_url(url.expose())
             )
         })
@@ -290,7 +290,7 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .with_context(|| format!("FLAGPOST_LISTEN: cannot listen on {}", config.listen))?;
     tracing::info!(listen = %config.listen, "serving");
     let signal = shutdown.clone();
     tokio::spawn(async move {

@@ -214,3 +214,45 @@ async fn a_malformed_listen_address_stops_with_one_line_naming_it() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: FLAGPOST_LISTEN"), "{stderr}");
 }
+
+/// Failures found only when `serve` starts name the setting to fix: a database that does not
+/// exist names FLAGPOST_DATABASE_URL (without its password), an address already taken names
+/// FLAGPOST_LISTEN.
+#[tokio::test]
+async fn start_up_failures_name_the_setting_to_fix() {
+    let dovecot = support_fixture().await.unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let env = flagpost_env(&dovecot, &db);
+    let url = env
+        .iter()
+        .find(|(k, _)| *k == "FLAGPOST_DATABASE_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let missing = with(
+        env.clone(),
+        "FLAGPOST_DATABASE_URL",
+        &format!("{base}/flagpost_no_such_database"),
+    );
+    let out = run_flagpost(&["serve"], &missing).await.unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: FLAGPOST_DATABASE_URL: cannot connect to PostgreSQL"),
+        "{stderr}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let busy = with(env, "FLAGPOST_LISTEN", &addr);
+    let out = run_flagpost(&["serve"], &busy).await.unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("error: FLAGPOST_LISTEN: cannot listen on {addr}")),
+        "{stderr}"
+    );
+    drop(taken);
+}

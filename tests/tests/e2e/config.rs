@@ -1102,3 +1102,41 @@ async fn a_flag_beats_the_environment() {
     assert!(log.contains("serving"), "{log}");
     drop(held);
 }
+
+/// A CA file that exists but holds no certificate (a key, a DER file, a typo'd path to some
+/// other file) stops start-up with one line naming FLAGPOST_IMAP_CA_FILE, instead of failing
+/// every IMAP connection later.
+#[tokio::test]
+async fn a_ca_file_without_a_certificate_is_one_line_naming_it() {
+    let dir = std::env::temp_dir().join(format!("flagpost-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_pem = dir.join("not-a-certificate.pem");
+    std::fs::write(&not_pem, "just some text\n").unwrap();
+    let garbled = dir.join("garbled.pem");
+    std::fs::write(
+        &garbled,
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for file in [&not_pem, &garbled] {
+        let env = vec![
+            (
+                "FLAGPOST_DATABASE_URL",
+                "postgres://localhost/flagpost".to_owned(),
+            ),
+            ("FLAGPOST_IMAP_HOST", "localhost".to_owned()),
+            ("FLAGPOST_IMAP_USER", "flagpost".to_owned()),
+            ("FLAGPOST_IMAP_PASSWORD", "service-pw".to_owned()),
+            ("FLAGPOST_IMAP_CA_FILE", file.display().to_string()),
+        ];
+        let out = run_flagpost(&["serve"], &env).await.unwrap();
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", file.display());
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("error: FLAGPOST_IMAP_CA_FILE (--imap-ca-file): "),
+            "{stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
