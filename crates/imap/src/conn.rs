@@ -78,6 +78,10 @@ pub struct Selected {
     pub qresync_since: Option<u64>,
 }
 
+/// A `VANISHED` range wider than this is kept as a range, not expanded into UIDs (a server
+/// may answer `VANISHED (EARLIER) 1:4000000000`).
+pub const WIDE_VANISHED: u32 = 1024;
+
 /// Unsolicited news seen while running commands.
 #[derive(Debug, Clone, Default)]
 pub struct Noticed {
@@ -85,6 +89,9 @@ pub struct Noticed {
     pub changed: bool,
     /// UIDs reported expunged by `VANISHED` (QRESYNC).
     pub vanished: Vec<u32>,
+    /// `VANISHED` ranges too wide to list UID by UID ([`WIDE_VANISHED`]): a server may report
+    /// UIDs that never existed (RFC 7162 §3.2.5.2), so these are matched against the mirror.
+    pub vanished_ranges: Vec<(u32, u32)>,
     /// The latest EXISTS.
     pub exists: Option<u32>,
     /// FETCH responses that carried a UID.
@@ -241,6 +248,7 @@ impl Conn {
             )));
         }
         let vanished = std::mem::take(&mut self.noticed.vanished);
+        let vanished_ranges = std::mem::take(&mut self.noticed.vanished_ranges);
         if let Some((uv, modseq)) = qresync
             && uv == sel.uidvalidity
         {
@@ -253,6 +261,7 @@ impl Conn {
         if sel.qresync_since.is_some() {
             self.noticed.fetches = fetches;
             self.noticed.vanished = vanished;
+            self.noticed.vanished_ranges = vanished_ranges;
         }
         self.selected = Some(sel);
         Ok(sel)
@@ -479,10 +488,18 @@ fn note(noticed: &mut Noticed, r: &Response<'_>, other: &mut Vec<OtherData>) {
                 noticed.changed = true;
             }
             for range in uids {
-                noticed.vanished.extend(range.clone());
+                if range.end().saturating_sub(*range.start()) < WIDE_VANISHED {
+                    noticed.vanished.extend(range.clone());
+                } else {
+                    noticed.vanished_ranges.push((*range.start(), *range.end()));
+                }
             }
             if !*earlier {
-                let n: u32 = uids.iter().map(|r| r.end() - r.start() + 1).sum();
+                let n: u64 = uids
+                    .iter()
+                    .map(|r| u64::from(r.end().saturating_sub(*r.start())) + 1)
+                    .sum();
+                let n = u32::try_from(n).unwrap_or(u32::MAX);
                 noticed.exists = noticed.exists.map(|e| e.saturating_sub(n));
             }
         }
@@ -500,5 +517,39 @@ fn note(noticed: &mut Noticed, r: &Response<'_>, other: &mut Vec<OtherData>) {
             _ => {}
         },
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vanished(earlier: bool, uids: Vec<std::ops::RangeInclusive<u32>>) -> Response<'static> {
+        Response::Vanished { earlier, uids }
+    }
+
+    /// Narrow VANISHED ranges are listed UID by UID; a wide one (a server may report UIDs
+    /// that never existed) stays a range, and a live one still lowers EXISTS without
+    /// overflowing.
+    #[test]
+    fn wide_vanished_ranges_are_kept_as_ranges() {
+        let mut n = Noticed {
+            exists: Some(10),
+            ..Noticed::default()
+        };
+        let mut other = Vec::new();
+        note(
+            &mut n,
+            &vanished(true, vec![3..=5, 1..=4_000_000_000, 9..=9]),
+            &mut other,
+        );
+        assert_eq!(n.vanished, [3, 4, 5, 9]);
+        assert_eq!(n.vanished_ranges, [(1, 4_000_000_000)]);
+        assert_eq!(n.exists, Some(10));
+        assert!(!n.changed);
+        note(&mut n, &vanished(false, vec![0..=u32::MAX]), &mut other);
+        assert!(n.changed);
+        assert_eq!(n.exists, Some(0));
+        assert_eq!(n.vanished_ranges.len(), 2);
     }
 }

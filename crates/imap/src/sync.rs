@@ -175,6 +175,7 @@ async fn incremental(
     let before = conn.take_noticed();
     let mut changed: Vec<FetchData> = before.fetches;
     let mut vanished: Vec<u32> = before.vanished;
+    let mut vanished_ranges = before.vanished_ranges;
     let exists = before.exists.unwrap_or(sel.exists);
     let mut raced = false;
     // After a QRESYNC EXAMINE from this checkpoint, the changes came with it.
@@ -201,6 +202,7 @@ async fn incremental(
         let after = conn.take_noticed();
         changed.extend(after.fetches);
         vanished.extend(after.vanished);
+        vanished_ranges.extend(after.vanished_ranges);
         raced = after.changed;
     }
     let flag_records = changed.len();
@@ -246,6 +248,12 @@ async fn incremental(
         .filter(|d| d.uid.is_some_and(|u| fresh.binary_search(&u).is_err()))
         .filter_map(FetchData::as_flag_update)
         .collect();
+    if !vanished_ranges.is_empty() {
+        // Wide ranges: only the UIDs the mirror has in them are expunges to apply.
+        vanished.extend(
+            flagpost_store::messages::uids_in_ranges(pool, folder_id, uv, &vanished_ranges).await?,
+        );
+    }
     let removed = vanished;
 
     let checkpoint = Checkpoint {

@@ -326,6 +326,29 @@ pub async fn reset_folder(
     tx.commit().await
 }
 
+/// The mirrored UIDs of a folder generation that lie in any of `ranges` (inclusive).
+pub async fn uids_in_ranges(
+    pool: &PgPool,
+    folder_id: i64,
+    uidvalidity: u32,
+    ranges: &[(u32, u32)],
+) -> sqlx::Result<Vec<u32>> {
+    let lo: Vec<i64> = ranges.iter().map(|r| i64::from(r.0)).collect();
+    let hi: Vec<i64> = ranges.iter().map(|r| i64::from(r.1)).collect();
+    let uids: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT m.uid FROM unnest($3::bigint[], $4::bigint[]) AS r(lo, hi)
+         JOIN messages m ON m.folder_id = $1 AND m.uidvalidity = $2 AND m.uid BETWEEN r.lo AND r.hi
+         ORDER BY m.uid",
+    )
+    .bind(folder_id)
+    .bind(i64::from(uidvalidity))
+    .bind(&lo)
+    .bind(&hi)
+    .fetch_all(pool)
+    .await?;
+    Ok(uids.into_iter().map(|u| u as u32).collect())
+}
+
 /// UIDs, flags and MODSEQs of the mirrored generation `uidvalidity` of a folder, by UID.
 pub async fn uid_flags(
     pool: &PgPool,
@@ -867,6 +890,30 @@ mod tests {
                 (3, Flags::new(["\\Flagged"]), Some(21)),
                 (4, Flags::new(["\\Answered"]), None),
             ]
+        );
+    }
+
+    /// A wide VANISHED range is matched against the mirror, never expanded.
+    #[tokio::test]
+    async fn uids_in_wide_ranges_are_the_mirrored_ones() {
+        let (_db, pool, folder) = setup().await;
+        let changes = Changes {
+            fetched: [2, 5, 9, 4_000_000]
+                .into_iter()
+                .map(|u| message(u, &[], Some(10)))
+                .collect(),
+            ..Changes::default()
+        };
+        apply_changes(&pool, folder, 42, &changes).await.unwrap();
+        let got = uids_in_ranges(&pool, folder, 42, &[(1, 5), (4, 9), (100, u32::MAX)])
+            .await
+            .unwrap();
+        assert_eq!(got, [2, 5, 9, 4_000_000]);
+        assert!(
+            uids_in_ranges(&pool, folder, 43, &[(1, u32::MAX)])
+                .await
+                .unwrap()
+                .is_empty()
         );
     }
 
