@@ -239,6 +239,25 @@ async fn starttls_handshake(tcp: TcpStream) -> Result<TcpStream, ConnectError> {
     Ok(reader.into_inner())
 }
 
+/// SASL PLAIN (RFC 4616): no authorization identity, the user, the password.
+struct PlainAuth<'a> {
+    user: &'a str,
+    password: &'a str,
+}
+
+impl async_imap::Authenticator for PlainAuth<'_> {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.user.len() + self.password.len() + 2);
+        out.push(0);
+        out.extend_from_slice(self.user.as_bytes());
+        out.push(0);
+        out.extend_from_slice(self.password.as_bytes());
+        out
+    }
+}
+
 /// Response codes of a refused LOGIN that say the refusal is temporary (RFC 5530 §3): the
 /// server is unavailable, busy, at a limit or failing, not refusing the credentials.
 const TRANSIENT_LOGIN_CODES: [&str; 4] = ["[UNAVAILABLE]", "[INUSE]", "[LIMIT]", "[SERVERBUG]"];
@@ -267,7 +286,18 @@ pub async fn login(
     password: &str,
 ) -> Result<Session, ConnectError> {
     let client = connect(settings).await?;
-    let login = client.login(user, password);
+    // LOGIN takes quoted strings, which may hold only 7-bit text (RFC 3501 §4.3), and
+    // async-imap cannot send literals: a user name or password beyond ASCII goes through
+    // AUTHENTICATE PLAIN instead (RFC 4616, base64 of UTF-8).
+    let login = async {
+        if user.is_ascii() && password.is_ascii() {
+            client.login(user, password).await
+        } else {
+            client
+                .authenticate("PLAIN", PlainAuth { user, password })
+                .await
+        }
+    };
     match tokio::time::timeout(settings.timeout, login).await {
         Err(_) => Err(ConnectError::Timeout(settings.timeout)),
         Ok(Ok(session)) => Ok(session),

@@ -256,3 +256,41 @@ async fn start_up_failures_name_the_setting_to_fix() {
     );
     drop(taken);
 }
+
+/// A service account whose password is not ASCII logs in (with AUTHENTICATE PLAIN, since
+/// LOGIN's quoted strings may hold only 7-bit text), and the password shows nowhere.
+#[tokio::test]
+async fn a_service_account_with_a_non_ascii_password_logs_in() {
+    let dovecot = support_fixture().await.unwrap();
+    let (user, password) = ("flagpost-utf8", "Pässwörd ✓ \"quoted\" \\ {3}");
+    dovecot.add_user(user, password).unwrap();
+    // Ready once Dovecot's auth service knows the password (re-read at most once a second).
+    flagpost_e2e::eventually(
+        std::time::Duration::from_secs(15),
+        "Dovecot to know the user",
+        || async {
+            Ok(dovecot
+                .doveadm(&["auth", "test", user, password])
+                .await
+                .ok()
+                .map(drop))
+        },
+    )
+    .await
+    .unwrap();
+    dovecot
+        .set_acl("support", "Queue", user, "lra")
+        .await
+        .unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let env = with(
+        with(flagpost_env(&dovecot, &db), "FLAGPOST_IMAP_USER", user),
+        "FLAGPOST_IMAP_PASSWORD",
+        password,
+    );
+    let out = run_flagpost(&["check"], &env).await.unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("folders       1 match"), "{stdout}");
+    assert!(!stdout.contains("Pässwörd") && !stderr.contains("Pässwörd"));
+}
