@@ -556,10 +556,26 @@ async fn acl_changes_flow_both_ways_and_a_revoked_right_stops_that_users_events(
     .await
     .unwrap();
 
-    // bob streams Queue and Sales events; then loses `r` on Queue.
+    // bob streams Queue and Sales events from here on; then loses `r` on Queue. "Here" is
+    // the feed's head as the admin sees it: a stream opened at "now" starts at the event
+    // hub's position, which may still be before the ACL change above (committed, not yet
+    // broadcast), and bob could read Queue when that one happened.
+    let mut head = 0i64;
+    loop {
+        let r = f
+            .api
+            .get(&format!("/api/v1/events?after={head}&limit=1000"), &carol)
+            .await
+            .unwrap();
+        let next = r.json["next_after"].as_i64().unwrap();
+        if next == head {
+            break;
+        }
+        head = next;
+    }
     let mut bob_stream: Sse = f
         .api
-        .stream("/api/v1/events/stream", &bob, &[])
+        .stream(&format!("/api/v1/events/stream?after={head}"), &bob, &[])
         .await
         .unwrap();
     let r = f
