@@ -66,6 +66,23 @@ where
     }
 }
 
+/// Waits until Dovecot's auth service accepts `password` for `user` (`doveadm auth test`,
+/// which costs no login penalty): Dovecot re-reads the passwd file at most once a second.
+pub async fn wait_until_dovecot_knows(dovecot: &Dovecot, user: &str, password: &str) -> Result<()> {
+    eventually(
+        Duration::from_secs(15),
+        "Dovecot to know the user",
+        || async {
+            Ok(dovecot
+                .doveadm(&["auth", "test", user, password])
+                .await
+                .ok()
+                .map(drop))
+        },
+    )
+    .await
+}
+
 /// A message's flags as a comparable set (without `\Recent`).
 pub type FlagSet = std::collections::BTreeSet<String>;
 

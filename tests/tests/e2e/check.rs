@@ -264,20 +264,9 @@ async fn a_service_account_with_a_non_ascii_password_logs_in() {
     let dovecot = support_fixture().await.unwrap();
     let (user, password) = ("flagpost-utf8", "Pässwörd ✓ \"quoted\" \\ {3}");
     dovecot.add_user(user, password).unwrap();
-    // Ready once Dovecot's auth service knows the password (re-read at most once a second).
-    flagpost_e2e::eventually(
-        std::time::Duration::from_secs(15),
-        "Dovecot to know the user",
-        || async {
-            Ok(dovecot
-                .doveadm(&["auth", "test", user, password])
-                .await
-                .ok()
-                .map(drop))
-        },
-    )
-    .await
-    .unwrap();
+    flagpost_e2e::wait_until_dovecot_knows(&dovecot, user, password)
+        .await
+        .unwrap();
     dovecot
         .set_acl("support", "Queue", user, "lra")
         .await

@@ -159,7 +159,7 @@ async fn demo_scenario(database_url: Option<String>, harness_dir: &Path) -> Resu
 
     let api = Api::new(addr);
     // The dashboard answers.
-    poll(Duration::from_secs(120), "the dashboard", || async {
+    flagpost_e2e::eventually(Duration::from_secs(120), "the dashboard", || async {
         if let Ok(Some(status)) = child_status(pid) {
             bail!("the demo exited early ({status})");
         }
@@ -193,17 +193,18 @@ async fn demo_scenario(database_url: Option<String>, harness_dir: &Path) -> Resu
         .login("alice", "demo")
         .await
         .map_err(|e| anyhow::anyhow!("{e}{}", output()))?;
-    let folders = poll(Duration::from_secs(60), "three live folders", || async {
-        let r = api.get("/api/v1/folders", &alice).await?;
-        let folders = r.json["folders"].as_array().cloned().unwrap_or_default();
-        let live = folders.len() == 3
-            && folders
-                .iter()
-                .all(|f| f["sync"]["state"].as_str() == Some("live"));
-        Ok(live.then_some(folders))
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}{}", output()))?;
+    let folders =
+        flagpost_e2e::eventually(Duration::from_secs(60), "three live folders", || async {
+            let r = api.get("/api/v1/folders", &alice).await?;
+            let folders = r.json["folders"].as_array().cloned().unwrap_or_default();
+            let live = folders.len() == 3
+                && folders
+                    .iter()
+                    .all(|f| f["sync"]["state"].as_str() == Some("live"));
+            Ok(live.then_some(folders))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}{}", output()))?;
     let names: BTreeSet<&str> = folders.iter().filter_map(|f| f["name"].as_str()).collect();
     ensure!(
         names
@@ -275,7 +276,7 @@ async fn demo_scenario(database_url: Option<String>, harness_dir: &Path) -> Resu
         }
     }
     let watch_from = Instant::now();
-    let change = poll(
+    let change = flagpost_e2e::eventually(
         Duration::from_secs(30),
         "the simulated activity to change a message",
         || async {
@@ -342,7 +343,7 @@ async fn demo_scenario(database_url: Option<String>, harness_dir: &Path) -> Resu
     let stopped_after = stop.elapsed();
     ensure!(status.success(), "demo exit status {status}{}", output());
     // Its output ends once the process is gone; the readers may still be catching up.
-    poll(
+    flagpost_e2e::eventually(
         Duration::from_secs(5),
         "the demo saying it stopped",
         || async {
@@ -357,7 +358,7 @@ async fn demo_scenario(database_url: Option<String>, harness_dir: &Path) -> Resu
     .with_context(output)?;
 
     // Nothing is left: no process of its tree, nothing naming its folder, no folder.
-    let left = poll(
+    let left = flagpost_e2e::eventually(
         Duration::from_secs(10),
         "the demo's processes to end",
         || async {
@@ -407,24 +408,6 @@ async fn demo_scenario(database_url: Option<String>, harness_dir: &Path) -> Resu
         tree.len()
     );
     Ok(())
-}
-
-/// Polls `check` every 250 ms until it returns `Some`, or fails after `timeout`.
-async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// `Some(state)` once the process `pid` is a zombie or gone (without reaping it).

@@ -969,19 +969,9 @@ async fn login_fixture(users: &[(&str, &str)]) -> Dovecot {
     // quick change, into the future) has passed: wait until its auth service accepts every
     // user's password (`doveadm auth test`, which costs no login penalty).
     for (user, password) in users {
-        flagpost_e2e::eventually(
-            Duration::from_secs(15),
-            "Dovecot to know the users",
-            || async {
-                Ok(dovecot
-                    .doveadm(&["auth", "test", user, password])
-                    .await
-                    .ok()
-                    .map(drop))
-            },
-        )
-        .await
-        .unwrap();
+        flagpost_e2e::wait_until_dovecot_knows(&dovecot, user, password)
+            .await
+            .unwrap();
     }
     dovecot
 }

@@ -138,15 +138,14 @@ async fn get_acl(admin: &mut ImapClient) -> Vec<(String, String)> {
 
 /// Logs in as `user`, waiting for Dovecot to re-read its passwd-file after `add_user`.
 async fn client_eventually(dovecot: &Dovecot, user: &str) -> ImapClient {
-    let mut last = None;
-    for _ in 0..100 {
-        match dovecot.client(user).await {
-            Ok(c) => return c,
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot log in as {user}: {last:?}");
+    // A user just added may not be known yet: Dovecot re-reads its passwd file once a second.
+    flagpost_e2e::eventually(
+        Duration::from_secs(5),
+        &format!("a login as {user}"),
+        || async { Ok(dovecot.client(user).await.ok()) },
+    )
+    .await
+    .unwrap()
 }
 
 fn random_acl(rng: &mut StdRng, unresolvable: bool) -> Vec<(String, String)> {
