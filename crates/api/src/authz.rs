@@ -61,14 +61,16 @@ impl Access {
         // An entry under that name whose rights are exactly the service account's MYRIGHTS is
         // its own entry, though (the usual set-up: an admin granted it `l r a`), and it is
         // read as such; otherwise it would cap everyone's rights at the service account's.
-        let own = f
+        let mut own = f
             .entries
             .iter()
-            .filter(|e| e.identifier == *self.service_user)
-            .map(|e| Rights::from_server(&e.rights))
-            .collect::<Vec<_>>();
-        let own_entry = matches!((own.as_slice(), f.service_rights.as_deref()),
-            ([rights], Some(mine)) if *rights == Rights::from_server(mine));
+            .filter(|e| e.identifier == *self.service_user);
+        let own_entry = match (own.next(), own.next(), f.service_rights.as_deref()) {
+            (Some(e), None, Some(mine)) => {
+                Rights::from_server(&e.rights) == Rights::from_server(mine)
+            }
+            _ => false,
+        };
         let context = flagpost_domain::acl::AclContext {
             owner: None,
             reader: (!own_entry).then_some(&*self.service_user),
