@@ -55,7 +55,12 @@
 //! members Flagpost does not know, `owner` when the owner is not known, an identifier that
 //! equals the user name only when case is ignored (Dovecot compares names case-sensitively,
 //! but a server may fold case on login: `Alice` must not grant to `alice`, and `-Alice` must
-//! still remove from `alice`), and a case variant of `anyone`/`authenticated`/`owner`. A
+//! still remove from `alice`), a name that differs from the login only by a domain
+//! (`alice` for the login `alice@example.com`: Dovecot's `auth_username_format = %Ln` and
+//! Cyrus's virtual domains compare the shortened name), and a case variant of
+//! `anyone`/`authenticated`/`owner` or another server's special name (Courier's `authuser`,
+//! `anonymous`, `administrators`). Courier's and Dovecot's files' `user=alice` is the user
+//! `alice`. A
 //! *Maybe* entry never grants: its negative rights are always removed, and its positive rights,
 //! when its class could override the user's most specific positive class, bound the result from
 //! above (it might replace it). Grant less, never more.
@@ -168,6 +173,9 @@ impl<'a> Identifier<'a> {
             (IdentifierKind::GroupOverride, group)
         } else if let Some(group) = rest.strip_prefix("group-override=") {
             (IdentifierKind::GroupOverride, group)
+        } else if let Some(user) = rest.strip_prefix("user=") {
+            // Dovecot's ACL files and Courier's GETACL spell a user `user=name`.
+            (IdentifierKind::User, user)
         } else if let Some(group) = rest
             .strip_prefix('$')
             .or_else(|| rest.strip_prefix("group:"))
@@ -203,12 +211,12 @@ impl<'a> Identifier<'a> {
                     } else {
                         Applies::Maybe
                     }
-                } else if ["anyone", "authenticated", "owner"]
+                } else if SPECIAL_ELSEWHERE
                     .iter()
                     .any(|s| name.eq_ignore_ascii_case(s))
                 {
-                    // Not the special identifier itself (that was parsed above), but a server
-                    // that ignores case might take it for it.
+                    // Not a special identifier here (those were parsed above), but a server
+                    // that ignores case, or another server's dialect, might take it for one.
                     match name_applies(name, user) {
                         Applies::Yes => Applies::Yes,
                         _ => Applies::Maybe,
@@ -248,10 +256,29 @@ pub struct AclContext<'a> {
     pub reader: Option<&'a str>,
 }
 
+/// Names that are special identifiers on some server: RFC 4314's own (in another case),
+/// Courier's `authuser` (every logged-in user), `anonymous` (Courier, Cyrus) and
+/// `administrators` (Courier). Entries under them never grant and always remove.
+const SPECIAL_ELSEWHERE: [&str; 6] = [
+    "anyone",
+    "authenticated",
+    "owner",
+    "authuser",
+    "anonymous",
+    "administrators",
+];
+
+/// Whether the ACL name `name` is the login `user`. Only the exact name is certain. A server
+/// may have turned the login into another name before comparing: folded its case, dropped its
+/// domain (Dovecot's `auth_username_format = %Ln`, Cyrus's virtual domains), or added one. A
+/// name that matches in any of those ways might be the same user.
 fn name_applies(name: &str, user: &str) -> Applies {
     if name == user {
-        Applies::Yes
-    } else if name.eq_ignore_ascii_case(user) || name.to_lowercase() == user.to_lowercase() {
+        return Applies::Yes;
+    }
+    let (name, user) = (name.to_lowercase(), user.to_lowercase());
+    let local = |s: &str| s.split('@').next().unwrap_or_default().to_owned();
+    if name == user || (!local(&name).is_empty() && local(&name) == local(&user)) {
         Applies::Maybe
     } else {
         Applies::No
@@ -504,6 +531,42 @@ mod tests {
             "lrw",
         ),
         ("#alice lrsw -#anyone w", "alice", "lrs", "lrs", "lrs"),
+        // a server may know the login under another name: without or with a domain, in
+        // another case, or in its own dialect (Courier's `user=`); such a name never grants
+        // and always removes
+        ("anyone lr -alice r", "alice@example.com", "l", "l", "l"),
+        ("anyone lr -ALICE r", "Alice@Example.com", "l", "l", "l"),
+        ("anyone lr -alice@example.com r", "alice", "l", "l", "l"),
+        (
+            "anyone lr -alice@example.org r",
+            "alice@example.com",
+            "l",
+            "l",
+            "l",
+        ),
+        (
+            "anyone lrw alice lr",
+            "alice@example.com",
+            "lr",
+            "lrw",
+            "lr",
+        ),
+        ("alice lrw", "alice@example.com", "", "", ""),
+        ("anyone lr -bob r", "alice@example.com", "lr", "lr", "lr"),
+        (
+            "anyone lr -@example.com r",
+            "alice@example.com",
+            "lr",
+            "lr",
+            "lr",
+        ),
+        ("anyone lr -user=alice r", "alice", "l", "l", "l"),
+        ("user=alice lrw", "alice", "lrw", "lrw", "lrw"),
+        ("anyone lr -user=bob r", "alice", "lr", "lr", "lr"),
+        // Courier's special names: `authuser` is every logged-in user
+        ("anyone lr -authuser r", "alice", "l", "l", "l"),
+        ("authuser lr", "alice", "", "", ""),
+        ("anyone lrw -administrators w", "alice", "lr", "lr", "lr"),
     ];
 
     #[test]
@@ -567,6 +630,8 @@ mod tests {
             ("#anyone", false, true, IdentifierKind::Anyone, ""),
             ("-#alice", true, true, IdentifierKind::User, "alice"),
             ("anonymous", false, false, IdentifierKind::User, "anonymous"),
+            ("user=alice", false, false, IdentifierKind::User, "alice"),
+            ("-user=alice", true, false, IdentifierKind::User, "alice"),
         ];
         for &(s, negative, global, kind, name) in cases {
             assert_eq!(

@@ -490,3 +490,85 @@ async fn the_service_accounts_own_entry_does_not_cap_other_users() {
     }
     assert!(serve.stop().await.unwrap().success());
 }
+
+/// A server may know a login under another name: with `auth_username_format = %Ln`, Dovecot
+/// turns the login `alice@example.com` into the user `alice`, so `-alice r` takes `r` away from
+/// whoever logs in as `alice@example.com`. Flagpost, which knows the principal only by the
+/// login, must not show that user the folder `anyone lr` would otherwise open: the server's
+/// MYRIGHTS for the login is `l`, so the API answers 404.
+#[tokio::test]
+async fn a_negative_entry_under_the_servers_form_of_the_login_still_removes() {
+    let dovecot = Dovecot::start_with(flagpost_harness::dovecot::DovecotOptions {
+        extra_config: "auth_username_format = %Ln\n".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for (user, pw) in [
+        (OWNER, "support-pw"),
+        (SERVICE_USER, "service-pw"),
+        ("alice", "alice-pw"),
+    ] {
+        dovecot.add_user_ready(user, pw).await.unwrap();
+    }
+    dovecot.create_folder(OWNER, FOLDER).await.unwrap();
+    for (id, rights) in [(SERVICE_USER, "lra"), ("anyone", "lr"), ("-alice", "r")] {
+        dovecot.set_acl(OWNER, FOLDER, id, rights).await.unwrap();
+    }
+    // The server's own answer for the login with a domain.
+    let login = "alice@example.com";
+    let mut c =
+        flagpost_harness::ImapClient::connect_tls(dovecot.imaps_port(), dovecot.certificates())
+            .await
+            .unwrap();
+    c.login(login, "alice-pw").await.unwrap();
+    assert_eq!(
+        my_rights(&mut c).await,
+        Answer::Rights(Rights::NONE.with(Right::Lookup)),
+        "the fixture: Dovecot applies -alice to {login}"
+    );
+    c.logout().await;
+
+    let db = flagpost_harness::TestDatabase::create().await.unwrap();
+    let mut env = flagpost_e2e::flagpost_env(&dovecot, &db);
+    env.retain(|(k, _)| *k != "FLAGPOST_FOLDERS");
+    env.push(("FLAGPOST_FOLDERS", SHARED.to_owned()));
+    let serve = crate::Serve::start(&env).await.unwrap();
+    let api = flagpost_e2e::http::Api::new(serve.addr);
+    // The service account (it holds `a`) sees the folder and, once mirrored, its ACL.
+    let service = api.login(SERVICE_USER, "service-pw").await.unwrap();
+    let id = flagpost_e2e::eventually(Duration::from_secs(15), "the ACL mirrored", || {
+        let (api, service) = (&api, &service);
+        async move {
+            let r = api.get("/api/v1/folders", service).await?;
+            let Some(id) = r.json["folders"].as_array().and_then(|fs| {
+                fs.iter()
+                    .find(|f| f["imap_name"] == SHARED)
+                    .and_then(|f| f["id"].as_str().map(str::to_owned))
+            }) else {
+                return Ok(None);
+            };
+            let acl = api
+                .get(&format!("/api/v1/folders/{id}/acl"), service)
+                .await?;
+            Ok(acl.text.contains("-alice").then_some(id))
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
+    let alice = api.login(login, "alice-pw").await.unwrap();
+    let r = api.get("/api/v1/folders", &alice).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        !r.text.contains(SHARED),
+        "{login} must not see a folder it cannot read: {}",
+        r.text
+    );
+    let r = api
+        .get(&format!("/api/v1/folders/{id}"), &alice)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(serve.stop().await.unwrap().success());
+}
