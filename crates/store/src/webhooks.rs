@@ -119,6 +119,21 @@ pub async fn update_webhook(
     .await
 }
 
+/// Disables a webhook and records why (a receiver that answered 410 Gone to a ping). Returns
+/// whether it existed.
+pub async fn disable_webhook(pool: &PgPool, id: i64, reason: &str) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE webhooks SET enabled = false, disabled_reason = $2, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
 /// Deletes a webhook and its delivery log.
 pub async fn delete_webhook(pool: &PgPool, id: i64) -> sqlx::Result<bool> {
     Ok(sqlx::query("DELETE FROM webhooks WHERE id = $1")

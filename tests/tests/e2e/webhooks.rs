@@ -205,6 +205,36 @@ async fn another_clients_change_reaches_the_receiver_signed_per_standard_webhook
         .await
         .unwrap();
     assert_eq!(r.json["delivered"], true, "{}", r.text);
+
+    // A ping answered 410 Gone disables the webhook, as any delivery answered so does.
+    receiver.answer(410, 1);
+    let r = f
+        .api
+        .send(
+            "POST",
+            &format!("/api/v1/webhooks/{hook_id}/ping"),
+            Some(&carol),
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.json["delivered"], false, "{}", r.text);
+    assert_eq!(r.json["response_status"], 410, "{}", r.text);
+    let r = f
+        .api
+        .get(&format!("/api/v1/webhooks/{hook_id}"), &carol)
+        .await
+        .unwrap();
+    assert_eq!(r.json["enabled"], false, "{}", r.text);
+    assert!(
+        r.json["disabled_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("410"),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]

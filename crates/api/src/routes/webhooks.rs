@@ -475,6 +475,19 @@ pub async fn ping(
         &body,
     )
     .await;
+    if a.status == Some(410) {
+        // The contract's rule for every send: a receiver that answers 410 is gone.
+        flagpost_store::webhooks::disable_webhook(
+            &state.pool,
+            hook.id,
+            "the receiver answered 410 Gone to a ping",
+        )
+        .await?;
+        tracing::info!(
+            webhook.id = hook.id,
+            "webhook disabled: its receiver answered 410 to a ping"
+        );
+    }
     Ok(ApiJson(PingOut {
         delivered: a.delivered(),
         response_status: a.status,
