@@ -334,12 +334,15 @@ async fn openapi_json() -> Response {
         .into_response()
 }
 
-/// Serves the router on `listener` until `shutdown` is cancelled, then ends the event streams
-/// and drains connections.
+/// Serves the router on `listener` until `shutdown` is cancelled; then `/readyz` answers 503
+/// and the event streams end, while requests are still served until `drained` completes (the
+/// caller's own shutdown, e.g. the watchers logging out), and only then does the listener
+/// close and in-flight requests drain.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     config: &ApiConfig,
+    drained: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
     let flag = state.shutting_down.clone();
@@ -353,6 +356,7 @@ pub async fn serve(
     .with_graceful_shutdown(async move {
         shutdown.cancelled().await;
         flag.store(true, Ordering::SeqCst);
+        drained.await;
     })
     .await;
     let _ = hub.await;

@@ -307,6 +307,9 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long the API keeps serving after a shutdown signal, at most, while the mirror stops.
+const SHUTDOWN_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The mirror, the API and the dashboard on `listener` until `shutdown` is cancelled: what
 /// `serve` runs once the database is migrated, and what `flagpost demo` runs on its own servers.
 pub(crate) async fn serve_on(
@@ -330,11 +333,21 @@ pub(crate) async fn serve_on(
         acl_poll: config.acl_poll,
         max_idle: config.imap_max_connections,
     };
-    let mirror = tokio::spawn(flagpost_imap::mirror::run_mirror(
-        mirror_cfg,
-        flagpost_imap::mirror::MirrorHandle::default(),
-        shutdown.clone(),
-    ));
+    // Cancelled when the mirror task ends, however it ends (the guard also fires on a panic).
+    let mirror_done = CancellationToken::new();
+    let mirror = tokio::spawn({
+        let done = mirror_done.clone().drop_guard();
+        let shutdown = shutdown.clone();
+        async move {
+            flagpost_imap::mirror::run_mirror(
+                mirror_cfg,
+                flagpost_imap::mirror::MirrorHandle::default(),
+                shutdown,
+            )
+            .await;
+            drop(done);
+        }
+    });
     let api_config = flagpost_api::ApiConfig {
         service_user: imap.user.clone(),
         admins: config.admins.clone(),
@@ -365,7 +378,13 @@ pub(crate) async fn serve_on(
     )
     .await
     .context("preparing the HTTP API")?;
-    let http = flagpost_api::serve(listener, state, &api_config).await;
+    // On shutdown the API keeps answering (`/readyz` with 503) while the watchers leave IDLE
+    // and log out, so a load balancer sees the instance going before it is gone; a mirror
+    // that cannot finish in time does not hold the listener open.
+    let drained = async move {
+        let _ = tokio::time::timeout(SHUTDOWN_DRAIN_MAX, mirror_done.cancelled()).await;
+    };
+    let http = flagpost_api::serve(listener, state, &api_config, drained).await;
     // The HTTP server only returns on shutdown (or a listener failure): stop the mirror too.
     shutdown.cancel();
     if let Err(e) = mirror.await {

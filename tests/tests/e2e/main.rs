@@ -134,15 +134,26 @@ impl Serve {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    pub async fn stop(mut self) -> Result<std::process::ExitStatus> {
-        let mut child = self.child.take().expect("running");
-        if let Some(pid) = child.id() {
+    pub async fn stop(self) -> Result<std::process::ExitStatus> {
+        self.terminate()?;
+        self.wait_exit().await
+    }
+
+    /// Sends SIGTERM (once: a second one stops the server at once) without waiting.
+    pub fn terminate(&self) -> Result<()> {
+        if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
             nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGTERM,
             )?;
         }
-        let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await??;
+        Ok(())
+    }
+
+    /// Waits for the process to end (after [`Serve::terminate`]).
+    pub async fn wait_exit(mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("running");
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
         Ok(status)
     }
 }

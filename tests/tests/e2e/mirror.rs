@@ -1155,3 +1155,54 @@ async fn a_silent_dead_link_is_noticed_and_reconnected() {
     );
     assert!(serve.stop().await.unwrap().success());
 }
+
+#[tokio::test]
+async fn readyz_answers_503_while_the_watchers_log_out_after_sigterm() {
+    let dovecot = support_fixture().await.unwrap();
+    grant_alice(&dovecot).await;
+    let relay = SilencingRelay::start(dovecot.imaps_port()).await;
+    let db = TestDatabase::create().await.unwrap();
+    let mut env = flagpost_env(&dovecot, &db);
+    env.retain(|(k, _)| *k != "FLAGPOST_IMAP_PORT");
+    env.push(("FLAGPOST_IMAP_PORT", relay.port.to_string()));
+    let serve = Serve::start(&env).await.unwrap();
+    let pool = pool(&db).await;
+    flagpost_e2e::eventually(WAIT, "live folders", || async {
+        let live: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM folders WHERE sync_state = 'live'")
+                .fetch_one(&pool)
+                .await?;
+        Ok((live == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/readyz", serve.addr);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+    // The IMAP links go silent, so the watchers' DONE and LOGOUT wait for their timeouts:
+    // the window in which the instance is stopping but not gone.
+    relay.silence_current();
+    serve.terminate().unwrap();
+    let status = flagpost_e2e::eventually(
+        Duration::from_secs(5),
+        "/readyz to answer 503 while shutting down",
+        || async {
+            let r = http.get(&url).send().await?;
+            Ok((r.status() != 200).then_some(r.status()))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
+    assert_eq!(status, 503, "{}", serve.log_text());
+    // Other requests are still answered meanwhile.
+    let live = http
+        .get(format!("http://{}/livez", serve.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let log = serve.log.clone();
+    let exit = serve.wait_exit().await.unwrap();
+    assert!(exit.success(), "{}", log.lock().unwrap());
+}
