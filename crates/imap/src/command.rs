@@ -49,6 +49,16 @@ pub async fn run(
     command: &str,
     mut on_data: impl FnMut(&Response<'_>),
 ) -> Result<(), ConnectError> {
+    run_raw(session, command, |r, _| on_data(r)).await
+}
+
+/// [`run`], handing `on_data` each response's bytes too (to tell literals from quoted
+/// strings: [`crate::fetch::unescape_in`]).
+pub async fn run_raw(
+    session: &mut Session,
+    command: &str,
+    mut on_data: impl FnMut(&Response<'_>, &[u8]),
+) -> Result<(), ConnectError> {
     let tag = session
         .run_command(command)
         .await
@@ -76,7 +86,7 @@ pub async fn run(
                 }),
             };
         }
-        on_data(resp.parsed());
+        on_data(resp.parsed(), resp.borrow_owner());
     }
 }
 

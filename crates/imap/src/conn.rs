@@ -164,10 +164,10 @@ impl Conn {
     ) -> Result<Vec<OtherData>, ConnectError> {
         let noticed = &mut self.noticed;
         let mut other = Vec::new();
-        let fut = crate::command::run(&mut self.session, command, |r| {
+        let fut = crate::command::run_raw(&mut self.session, command, |r, raw| {
             match r {
                 Response::Fetch(_, attrs) => {
-                    let d = FetchData::from_attributes(attrs);
+                    let d = FetchData::from_attributes_in(attrs, raw);
                     if d.uid.is_some() {
                         on_fetch(d);
                     } else {

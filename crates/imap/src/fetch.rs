@@ -28,8 +28,19 @@ pub struct FetchData {
 }
 
 impl FetchData {
-    /// Reads the attributes of one FETCH response.
+    /// Reads the attributes of one FETCH response, not knowing which strings were literals
+    /// (see [`unescape_quoted`]).
     pub fn from_attributes(attrs: &[AttributeValue<'_>]) -> FetchData {
+        FetchData::from_attributes_with(attrs, None)
+    }
+
+    /// Reads the attributes of one FETCH response parsed from `raw` (the response's bytes, as
+    /// async-imap keeps them), which tells quoted strings from literals ([`unescape_in`]).
+    pub fn from_attributes_in(attrs: &[AttributeValue<'_>], raw: &[u8]) -> FetchData {
+        FetchData::from_attributes_with(attrs, Some(raw))
+    }
+
+    fn from_attributes_with(attrs: &[AttributeValue<'_>], raw: Option<&[u8]>) -> FetchData {
         let mut d = FetchData::default();
         for a in attrs {
             match a {
@@ -40,7 +51,7 @@ impl FetchData {
                 AttributeValue::ModSeq(m) => d.modseq = Some(*m),
                 AttributeValue::InternalDate(s) => d.internaldate = Some(s.to_string()),
                 AttributeValue::Rfc822Size(s) => d.size = Some(*s),
-                AttributeValue::Envelope(e) => d.envelope = Some(convert_envelope(e)),
+                AttributeValue::Envelope(e) => d.envelope = Some(convert_envelope(e, raw)),
                 _ => {}
             }
         }
@@ -95,7 +106,8 @@ impl FetchData {
 
 /// Undoes quoted-string escaping (RFC 3501 §4.3: `\"` and `\\`). imap-proto hands quoted
 /// strings over with their escapes intact, and literals without any, and does not say which it
-/// was; a literal holding a backslash before a quote or backslash is the (rare) casualty.
+/// was: where the response's bytes are at hand, [`unescape_in`] tells them apart; without
+/// them a literal holding a backslash before a quote or backslash is the (rare) casualty.
 pub fn unescape_quoted(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     if !raw.contains(&b'\\') {
         return std::borrow::Cow::Borrowed(raw);
@@ -112,14 +124,34 @@ pub fn unescape_quoted(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `value` as the server meant it, where `value` was parsed from `raw` (one response's bytes):
+/// a quoted string is unescaped, a literal (RFC 3501 §4.3: `{n}` CRLF and n bytes taken as
+/// they are) is not. imap-proto borrows both from `raw`, so the byte before `value` tells: the
+/// opening `"` of a quoted string, or the LF that ends a literal's `{n}` line. A value that does
+/// not lie in `raw` is unescaped as quoted.
+pub fn unescape_in<'a>(raw: Option<&[u8]>, value: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    if let Some(raw) = raw {
+        let (start, at) = (raw.as_ptr() as usize, value.as_ptr() as usize);
+        if at > start && at + value.len() <= start + raw.len() && raw[at - start - 1] == b'\n' {
+            return std::borrow::Cow::Borrowed(value);
+        }
+    }
+    unescape_quoted(value)
+}
+
+/// [`unescape_in`] for text.
+pub fn unescape_in_str(raw: Option<&[u8]>, value: &str) -> String {
+    String::from_utf8_lossy(&unescape_in(raw, value.as_bytes())).into_owned()
+}
+
 /// [`unescape_quoted`] for text.
 pub fn unescape_quoted_str(raw: &str) -> String {
     String::from_utf8_lossy(&unescape_quoted(raw.as_bytes())).into_owned()
 }
 
-fn convert_envelope(e: &imap_proto::Envelope<'_>) -> Envelope {
+fn convert_envelope(e: &imap_proto::Envelope<'_>, raw: Option<&[u8]>) -> Envelope {
     let field = |f: &Option<std::borrow::Cow<'_, [u8]>>| {
-        f.as_deref().map(|b| unescape_quoted(b).into_owned())
+        f.as_deref().map(|b| unescape_in(raw, b).into_owned())
     };
     let addr = |a: &imap_proto::Address<'_>| Address {
         name: field(&a.name)
@@ -190,6 +222,40 @@ pub fn uid_set(uids: &[u32]) -> String {
 mod tests {
     use super::*;
 
+    fn convert_envelope_test(e: &imap_proto::Envelope<'_>) -> Envelope {
+        convert_envelope(e, None)
+    }
+
+    /// Parses one FETCH response and reads it as the connection does.
+    fn fetch_of(raw: &[u8]) -> FetchData {
+        let (_, r) = imap_proto::Response::parse(raw).expect("a FETCH response");
+        let imap_proto::Response::Fetch(_, attrs) = r else {
+            panic!("not a FETCH: {r:?}");
+        };
+        FetchData::from_attributes_in(&attrs, raw)
+    }
+
+    #[test]
+    fn a_literal_is_taken_as_it_is_and_a_quoted_string_is_unescaped() {
+        // The subject as a literal (servers send 8-bit text so): its backslashes are data.
+        let subject = r#"Café \"q\" C:\\new"#;
+        let literal = format!(
+            "* 1 FETCH (UID 7 ENVELOPE (NIL {{{}}}\r\n{subject} NIL NIL NIL NIL NIL NIL NIL NIL))\r\n",
+            subject.len()
+        );
+        let d = fetch_of(literal.as_bytes());
+        assert_eq!(d.envelope.unwrap().subject.as_deref(), Some(subject));
+        // The same text as a quoted string, escaped as RFC 3501 §4.3 wants.
+        let quoted = r#"* 1 FETCH (UID 7 ENVELOPE (NIL "a \\\"q\\\" C:\\new" NIL NIL NIL NIL NIL NIL NIL NIL))"#
+            .to_owned()
+            + "\r\n";
+        let d = fetch_of(quoted.as_bytes());
+        assert_eq!(
+            d.envelope.unwrap().subject.as_deref(),
+            Some(r#"a \"q\" C:\new"#)
+        );
+    }
+
     #[test]
     fn quoted_string_escapes_are_undone() {
         let cases: [(&[u8], &[u8]); 4] = [
@@ -242,9 +308,9 @@ mod tests {
         let start = || address(None, Some("undisclosed"), None);
         let end = || address(None, None, None);
         let real = || address(Some("Pat"), Some("pat"), Some("example.org"));
-        let e = convert_envelope(&envelope(vec![start(), end()], vec![]));
+        let e = convert_envelope_test(&envelope(vec![start(), end()], vec![]));
         assert!(e.from.is_none(), "{:?}", e.from);
-        let e = convert_envelope(&envelope(
+        let e = convert_envelope_test(&envelope(
             vec![start(), end(), real()],
             vec![start(), real(), end()],
         ));
@@ -252,7 +318,7 @@ mod tests {
         assert_eq!(from.name.as_deref(), Some("Pat"));
         assert_eq!(from.address.as_deref(), Some("pat@example.org"));
         assert_eq!(e.to.len(), 1);
-        let named = convert_envelope(&envelope(
+        let named = convert_envelope_test(&envelope(
             vec![address(Some("Customer"), None, None)],
             vec![],
         ));

@@ -3,7 +3,7 @@
 use flagpost_domain::{Rights, decode_mailbox_name, encode_mailbox_name};
 use imap_proto::{MailboxDatum, MailboxListData, NameAttribute, Response};
 
-use crate::command::{quote, run};
+use crate::command::{quote, run, run_raw};
 use crate::connect::{ConnectError, Session};
 
 /// One mailbox that LIST returned.
@@ -27,7 +27,7 @@ pub async fn list_folders(
     for pattern in patterns {
         let arg = quote(&encode_mailbox_name(pattern))
             .map_err(|e| ConnectError::Protocol(format!("folder pattern {pattern:?}: {e}")))?;
-        run(session, &format!("LIST \"\" {arg}"), |d| {
+        run_raw(session, &format!("LIST \"\" {arg}"), |d, raw| {
             let Response::MailboxData(MailboxDatum::List(MailboxListData {
                 name_attributes,
                 delimiter,
@@ -42,7 +42,7 @@ pub async fn list_folders(
             if unselectable || out.iter().any(|f| f.imap_name == *name) {
                 return;
             }
-            let name = crate::fetch::unescape_quoted_str(name);
+            let name = crate::fetch::unescape_in_str(Some(raw), name);
             if out.iter().any(|f| f.imap_name == name) {
                 return;
             }
@@ -106,12 +106,12 @@ pub async fn get_acl(
 ) -> Result<Vec<(String, Rights)>, ConnectError> {
     let arg = quote(imap_name).map_err(|e| ConnectError::Protocol(e.to_string()))?;
     let mut entries = Vec::new();
-    run(session, &format!("GETACL {arg}"), |d| {
+    run_raw(session, &format!("GETACL {arg}"), |d, raw| {
         if let Response::Acl(acl) = d {
             for e in &acl.acls {
                 let letters: String = e.rights.iter().map(|r| right_letter(*r)).collect();
                 entries.push((
-                    crate::fetch::unescape_quoted_str(&e.identifier),
+                    crate::fetch::unescape_in_str(Some(raw), &e.identifier),
                     Rights::from_server(&letters),
                 ));
             }

@@ -751,6 +751,9 @@ async fn hostile_mail_and_odd_folder_names_are_mirrored_without_killing_the_watc
         b"\r\nno headers at all\r\n".to_vec(),
         b"From: \"O'Brien, \\\"Pat\\\"\" <pat@example.org>\r\nSubject: He said \"hi\" \\ bye\r\n\r\nbody\r\n".to_vec(),
         b"From: \"Evil\r\n Folded\" <evil@example.org>\r\nTo: undisclosed-recipients:;\r\nSubject: group syntax\r\nDate: yesterday at noon\r\n\r\nbody\r\n".to_vec(),
+        // 8-bit text makes the server send the subject as a literal, whose backslashes are
+        // data, not escapes.
+        "From: raw@example.org\r\nSubject: Café \\\"q\\\" C:\\\\new\r\n\r\nbody\r\n".as_bytes().to_vec(),
     ];
     for raw in &hostile {
         dovecot.append("support", "Queue", raw).await.unwrap();
@@ -811,6 +814,11 @@ async fn hostile_mail_and_odd_folder_names_are_mirrored_without_killing_the_watc
     assert_eq!(
         s6, "He said \"hi\" \\ bye",
         "quoted-string escapes are undone"
+    );
+    assert_eq!(
+        subjects[7].as_deref(),
+        Some(r#"Café \"q\" C:\\new"#),
+        "a literal is taken as it is"
     );
 
     // The watcher is alive: a later change still arrives.
