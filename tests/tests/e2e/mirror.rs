@@ -1214,3 +1214,99 @@ async fn readyz_answers_503_while_the_watchers_log_out_after_sigterm() {
     let exit = serve.wait_exit().await.unwrap();
     assert!(exit.success(), "{}", log.lock().unwrap());
 }
+
+/// Another server layout (as on Cyrus or Courier): `.` as the hierarchy separator, and the
+/// shared folders under a prefix with a space, `Shared Folders.<owner>.`. Discovery with a
+/// pattern in that layout, the first sync, IDLE news and the ACL mirror work as with `/`.
+#[tokio::test]
+async fn a_dot_separated_layout_under_a_prefix_with_a_space_is_mirrored() {
+    let dovecot = Dovecot::start_with(flagpost_harness::dovecot::DovecotOptions {
+        extra_config: "namespace inbox {\n  separator = .\n}\nnamespace shared {\n  separator = .\n  prefix = Shared Folders.%%u.\n}\n".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for (user, pw) in [
+        ("support", "support-pw"),
+        (SERVICE_USER, "service-pw"),
+        ("alice", "alice-pw"),
+    ] {
+        dovecot.add_user_ready(user, pw).await.unwrap();
+    }
+    for folder in ["Queue", "Queue.Urgent"] {
+        dovecot.create_folder("support", folder).await.unwrap();
+        for (who, rights) in [(SERVICE_USER, "lra"), ("alice", "lrswipte")] {
+            dovecot
+                .set_acl("support", folder, who, rights)
+                .await
+                .unwrap();
+        }
+    }
+    let queue = "Shared Folders.support.Queue";
+    let urgent = "Shared Folders.support.Queue.Urgent";
+    let first = dovecot
+        .append("alice", queue, &message("before start", "a@example.org"))
+        .await
+        .unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let mut env = flagpost_env(&dovecot, &db);
+    env.retain(|(k, _)| *k != "FLAGPOST_FOLDERS");
+    env.push(("FLAGPOST_FOLDERS", "Shared Folders.support.*".to_owned()));
+    let serve = Serve::start(&env).await.unwrap();
+    let pool = pool(&db).await;
+    for mailbox in [queue, urgent] {
+        wait_mirror_equal(&dovecot, &pool, SERVICE_USER, mailbox, WAIT)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+            .unwrap();
+    }
+    let names: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT imap_name, delimiter FROM folders ORDER BY imap_name")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        names,
+        vec![
+            (queue.to_owned(), Some(".".to_owned())),
+            (urgent.to_owned(), Some(".".to_owned()))
+        ]
+    );
+    // IDLE news from another client: a new message and a flag change.
+    let second = dovecot
+        .append("alice", urgent, &message("while live", "b@example.org"))
+        .await
+        .unwrap();
+    dovecot
+        .store("alice", queue, first, "+FLAGS (\\Answered)")
+        .await
+        .unwrap();
+    let q = wait_mirror_equal(&dovecot, &pool, SERVICE_USER, queue, WAIT)
+        .await
+        .unwrap();
+    assert!(q[&first].contains("\\Answered"), "{q:?}");
+    let u = wait_mirror_equal(&dovecot, &pool, SERVICE_USER, urgent, WAIT)
+        .await
+        .unwrap();
+    assert!(u.contains_key(&second));
+    // The ACL mirror: alice's entry, so alice may read the folder through the API.
+    let api = flagpost_e2e::http::Api::new(serve.addr);
+    let token = api.login("alice", "alice-pw").await.unwrap();
+    let listed = flagpost_e2e::eventually(WAIT, "alice's folders", || async {
+        let r = api.get("/api/v1/folders", &token).await?;
+        let n = r.json["folders"].as_array().map_or(0, Vec::len);
+        Ok((n == 2).then_some(r.json))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
+    assert!(
+        listed["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == queue && f["my_rights"] == "lrswipte"),
+        "{listed}"
+    );
+    assert!(serve.stop().await.unwrap().success());
+}
