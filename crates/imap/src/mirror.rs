@@ -61,9 +61,10 @@ pub async fn run_mirror(cfg: MirrorConfig, handle: MirrorHandle, shutdown: Cance
     let mut backoff = Backoff::new();
     let mut next_acl = tokio::time::Instant::now();
     let mut poller_started = false;
+    let mut no_acl_noted = false;
     loop {
         let acl_due = tokio::time::Instant::now() >= next_acl;
-        match discover(&cfg, acl_due).await {
+        match discover(&cfg, acl_due, &mut no_acl_noted).await {
             Ok((conn_caps_idle, folders)) => {
                 backoff.reset();
                 if acl_due {
@@ -136,7 +137,12 @@ pub async fn run_mirror(cfg: MirrorConfig, handle: MirrorHandle, shutdown: Cance
 }
 
 /// One discovery pass on a fresh connection: LIST, record folders, and (when due) the ACLs.
-async fn discover(cfg: &MirrorConfig, acl_due: bool) -> Result<(bool, Vec<FolderRow>), SyncError> {
+/// `no_acl_noted`: whether the server's lack of the ACL extension was logged already.
+async fn discover(
+    cfg: &MirrorConfig,
+    acl_due: bool,
+    no_acl_noted: &mut bool,
+) -> Result<(bool, Vec<FolderRow>), SyncError> {
     let pool = &cfg.ctx.pool;
     let mut conn = cfg.ctx.connect().await?;
     let listed = crate::folders::list_folders(conn.session(), &cfg.patterns).await?;
@@ -160,6 +166,13 @@ async fn discover(cfg: &MirrorConfig, acl_due: bool) -> Result<(bool, Vec<Folder
             flagpost_store::folders::mark_folder_removed(pool, gone.id).await?;
         }
     }
+    if acl_due && !conn.caps.acl && !*no_acl_noted {
+        *no_acl_noted = true;
+        tracing::warn!(
+            "the IMAP server does not offer the ACL extension (RFC 4314): no folder's rights \
+             can be mirrored, so only service admins (FLAGPOST_ADMINS) see the folders"
+        );
+    }
     if acl_due {
         for row in &rows {
             if let Err(e) = refresh_acl(&mut conn, pool, row).await {
@@ -182,8 +195,14 @@ async fn refresh_acl(
     pool: &flagpost_store::PgPool,
     row: &FolderRow,
 ) -> Result<(), SyncError> {
+    if !conn.caps.acl {
+        // Nothing to ask (MYRIGHTS and GETACL would only be refused): every right is unknown,
+        // so the API grants nothing but to service admins.
+        flagpost_store::folders::replace_acl(pool, row.id, None, "").await?;
+        return Ok(());
+    }
     let mine = crate::folders::my_rights(conn.session(), &row.imap_name).await?;
-    let entries = if conn.caps.acl && mine.contains(Right::Administer) {
+    let entries = if mine.contains(Right::Administer) {
         let acl = crate::folders::get_acl(conn.session(), &row.imap_name).await?;
         Some(
             acl.into_iter()

@@ -1310,3 +1310,91 @@ async fn a_dot_separated_layout_under_a_prefix_with_a_space_is_mirrored() {
     );
     assert!(serve.stop().await.unwrap().success());
 }
+
+/// A server without the ACL extension (RFC 4314): the mirror still works, the ACL is recorded
+/// as unknown without asking (no refused MYRIGHTS or GETACL each poll, one warning in all), so
+/// staff see no folder while a service admin sees every one.
+#[tokio::test]
+async fn a_server_without_acl_is_mirrored_and_only_admins_see_its_folders() {
+    let caps: Vec<String> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
+        .iter()
+        .filter(|c| **c != "ACL" && !c.starts_with("RIGHTS="))
+        .map(|c| c.to_string())
+        .collect();
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        capabilities: Some(caps),
+        ..DovecotOptions::default()
+    })
+    .await
+    .unwrap();
+    for (user, pw) in [
+        ("support", "support-pw"),
+        (SERVICE_USER, "service-pw"),
+        ("alice", "alice-pw"),
+        ("carol", "carol-pw"),
+    ] {
+        dovecot.add_user_ready(user, pw).await.unwrap();
+    }
+    dovecot.create_folder("support", "Queue").await.unwrap();
+    for (who, rights) in [(SERVICE_USER, "lr"), ("alice", "lrsw")] {
+        dovecot
+            .set_acl("support", "Queue", who, rights)
+            .await
+            .unwrap();
+    }
+    let uid = dovecot
+        .append("support", "Queue", &message("no ACL here", "n@example.org"))
+        .await
+        .unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let mut env = flagpost_env(&dovecot, &db);
+    env.push(("FLAGPOST_ADMINS", "carol".to_owned()));
+    env.push(("FLAGPOST_ACL_POLL_SECS", "1".to_owned()));
+    env.push(("FLAGPOST_FOLDER_POLL_SECS", "1".to_owned()));
+    let serve = Serve::start(&env).await.unwrap();
+    let pool = pool(&db).await;
+    let state = wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+        .unwrap();
+    assert!(state.contains_key(&uid));
+    let api = flagpost_e2e::http::Api::new(serve.addr);
+    let carol = api.login("carol", "carol-pw").await.unwrap();
+    let alice = api.login("alice", "alice-pw").await.unwrap();
+    // Several ACL polls pass (one a second) while the admin's view is awaited.
+    flagpost_e2e::eventually(WAIT, "the admin's folder list", || async {
+        let r = api.get("/api/v1/folders", &carol).await?;
+        Ok(r.text.contains("shared/support/Queue").then_some(()))
+    })
+    .await
+    .unwrap();
+    // Each discovery pass (with its ACL pass, both due every second here) logs in afresh:
+    // wait for three of them besides the watcher's own login.
+    flagpost_e2e::eventually(WAIT, "three discovery passes", || async {
+        let logins = dovecot
+            .log()
+            .matches(&format!("Login: user=<{SERVICE_USER}>"))
+            .count();
+        Ok((logins >= 4).then_some(()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", dovecot.log()))
+    .unwrap();
+    let known: bool = sqlx::query_scalar("SELECT acl_known FROM folders WHERE imap_name = $1")
+        .bind(QUEUE)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!known);
+    let r = api.get("/api/v1/folders", &alice).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["folders"], serde_json::json!([]), "{}", r.text);
+    let log = serve.log_text();
+    assert_eq!(
+        log.matches("does not offer the ACL extension").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("ACL not readable"), "{log}");
+    assert!(serve.stop().await.unwrap().success());
+}
