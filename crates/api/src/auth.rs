@@ -99,6 +99,9 @@ pub enum Credential {
 pub struct Principal {
     /// The IMAP user name it acts as.
     pub username: String,
+    /// The name the IMAP server's ACLs know that user by, where it differs from `username`
+    /// (found at login: e.g. `alice` for `alice@example.com`); rights are computed for it.
+    pub acl_name: Option<String>,
     /// Whether that user is a service admin.
     pub admin: bool,
     /// What it may do.
@@ -129,6 +132,11 @@ impl Principal {
         self.need_scope(self.scopes.acl, "acl")
     }
 
+    /// The name whose ACL entries decide this principal's rights.
+    pub fn rights_name(&self) -> &str {
+        self.acl_name.as_deref().unwrap_or(&self.username)
+    }
+
     /// A stable label for logs and event actors.
     pub fn actor(&self) -> String {
         self.username.clone()
@@ -143,6 +151,9 @@ struct Claims {
     exp: i64,
     iat: i64,
     jti: String,
+    /// The server's ACL name for `sub`, when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    acl: Option<String>,
 }
 
 /// Signs and checks staff sessions.
@@ -180,8 +191,14 @@ impl SessionKeys {
         }
     }
 
-    /// A signed session token for `username` with id `jti`, and its expiry.
-    pub fn issue(&self, username: &str, jti: &str) -> Result<(String, DateTime<Utc>), ApiError> {
+    /// A signed session token for `username` (whose rights are those of `acl_name`, when
+    /// given) with id `jti`, and its expiry.
+    pub fn issue(
+        &self,
+        username: &str,
+        acl_name: Option<&str>,
+        jti: &str,
+    ) -> Result<(String, DateTime<Utc>), ApiError> {
         let now = Utc::now();
         let exp = now + chrono::Duration::from_std(self.ttl).map_err(ApiError::internal)?;
         let claims = Claims {
@@ -191,6 +208,7 @@ impl SessionKeys {
             exp: exp.timestamp(),
             iat: now.timestamp(),
             jti: jti.into(),
+            acl: acl_name.map(str::to_owned),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)?;
@@ -366,6 +384,7 @@ pub async fn authenticate(state: &AppState, presented: &str) -> Result<Principal
         return Ok(Principal {
             admin: state.admins.contains(&row.identity),
             username: row.identity,
+            acl_name: None,
             scopes,
             credential: Credential::Token { id: row.id },
         });
@@ -381,6 +400,7 @@ pub async fn authenticate(state: &AppState, presented: &str) -> Result<Principal
     Ok(Principal {
         admin: state.admins.contains(&claims.sub),
         username: claims.sub,
+        acl_name: claims.acl,
         scopes: Scopes::ALL,
         credential: Credential::Session {
             id: claims.jti,
@@ -475,7 +495,7 @@ mod tests {
     #[test]
     fn sessions_verify_only_with_the_same_key_and_hs256() {
         let keys = SessionKeys::new(&[7u8; 32], Duration::from_secs(60));
-        let (token, _) = keys.issue("alice", "j1").unwrap();
+        let (token, _) = keys.issue("alice", None, "j1").unwrap();
         assert_eq!(keys.verify(&token).unwrap().sub, "alice");
         let other = SessionKeys::new(&[8u8; 32], Duration::from_secs(60));
         assert!(other.verify(&token).is_none(), "wrong key accepted");
@@ -503,6 +523,7 @@ mod tests {
             exp: Utc::now().timestamp() - 60,
             iat: 0,
             jti: "x".into(),
+            acl: None,
         };
         let t =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();

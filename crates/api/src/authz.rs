@@ -87,7 +87,7 @@ impl Access {
         if p.admin {
             return true;
         }
-        let r = self.imap_rights(&p.username, folder_id);
+        let r = self.imap_rights(p.rights_name(), folder_id);
         r.contains(Right::Lookup) && r.contains(Right::Read)
     }
 
@@ -133,7 +133,7 @@ impl Access {
         rights: &[Right],
     ) -> Result<(), ApiError> {
         self.require_read(p, folder_id)?;
-        let have = self.imap_rights(&p.username, folder_id);
+        let have = self.imap_rights(p.rights_name(), folder_id);
         if let Some(missing) = rights.iter().find(|r| !have.contains(**r)) {
             return Err(ApiError::Forbidden(format!(
                 "you lack the {:?} right on this folder (your rights: {:?})",
@@ -151,7 +151,7 @@ impl Access {
         self.require_read(p, folder_id)?;
         if p.admin
             || self
-                .imap_rights(&p.username, folder_id)
+                .imap_rights(p.rights_name(), folder_id)
                 .contains(Right::Administer)
         {
             Ok(())
@@ -164,7 +164,7 @@ impl Access {
 
     /// The rights string shown as `my_rights`.
     pub fn my_rights(&self, p: &Principal, folder_id: i64) -> String {
-        self.imap_rights(&p.username, folder_id).to_string()
+        self.imap_rights(p.rights_name(), folder_id).to_string()
     }
 }
 

@@ -67,12 +67,13 @@ pub enum FlagOutcome {
 
 /// The IMAP operations the API performs.
 pub trait ImapGateway: Send + Sync + std::fmt::Debug + 'static {
-    /// Checks a user's password with LOGIN over the configured connection.
+    /// Checks a user's password with LOGIN over the configured connection; returns the name
+    /// the server's ACLs know the user by (the login itself, or the server's own form of it).
     fn verify_login<'a>(
         &'a self,
         username: &'a str,
         password: &'a str,
-    ) -> BoxFuture<'a, Result<(), GatewayError>>;
+    ) -> BoxFuture<'a, Result<String, GatewayError>>;
 
     /// Stores flags as the service account.
     fn store_flags<'a>(

@@ -342,6 +342,7 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 pub fn webhook_principal(state: &AppState, identity: &str) -> Principal {
     Principal {
         username: identity.to_owned(),
+        acl_name: None,
         admin: state.admins.contains(identity),
         scopes: Scopes {
             read: true,

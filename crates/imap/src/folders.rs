@@ -72,7 +72,7 @@ pub async fn my_rights(session: &mut Session, imap_name: &str) -> Result<Rights,
         .ok_or_else(|| ConnectError::Protocol(format!("MYRIGHTS {imap_name:?} returned no rights")))
 }
 
-fn right_letter(r: imap_proto::rfc4314::AclRight) -> char {
+pub(crate) fn right_letter(r: imap_proto::rfc4314::AclRight) -> char {
     use imap_proto::rfc4314::AclRight as R;
     match r {
         R::Lookup => 'l',

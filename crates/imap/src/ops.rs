@@ -128,6 +128,9 @@ fn tls_failure(e: &ConnectError) -> Option<String> {
 /// verified as for the service account), sends `LOGIN` (RFC 3501 §6.2.3) and, when it
 /// succeeds, `LOGOUT` (§6.1.3). Nothing is kept; the password is never logged.
 ///
+/// Returns the name the server's ACLs know the user by: `user` itself, or the server's own
+/// form of it found by [`acl_name_of_login`] (e.g. `alice` for the login `alice@example.com`).
+///
 /// Printable-ASCII credentials go as quoted strings; others as synchronizing literals
 /// (§4.3), so any UTF-8 password works. Empty values and CR, LF or NUL are refused before
 /// connecting ([`LoginCheckError::InvalidInput`]).
@@ -135,7 +138,7 @@ pub async fn verify_login(
     settings: &ImapSettings,
     user: &str,
     password: &str,
-) -> Result<(), LoginCheckError> {
+) -> Result<String, LoginCheckError> {
     let user_arg = login_arg(user)?;
     let password_arg = login_arg(password)?;
     let mut client = connect(settings)
@@ -152,14 +155,17 @@ pub async fn verify_login(
         .map_err(LoginCheckError::from_connect)?;
     match done.status {
         Status::Ok => {
-            // Best effort: the check already succeeded.
+            // Best effort from here: the check already succeeded.
+            let acl_name = acl_name_of_login(&mut client, user)
+                .await
+                .unwrap_or_else(|| user.to_owned());
             let logout = [Piece::Text("LOGOUT".to_owned())];
             let _ = tokio::time::timeout(
                 Duration::from_secs(5),
                 exec(&mut client, "fp2", &logout, false, |_| {}),
             )
             .await;
-            Ok(())
+            Ok(acl_name)
         }
         Status::No
             if done.code.as_deref().is_some_and(|c| {
@@ -171,6 +177,76 @@ pub async fn verify_login(
             Err(LoginCheckError::Unavailable(done.describe()))
         }
         _ => Err(LoginCheckError::BadCredentials(done.describe())),
+    }
+}
+
+/// The name the server's ACLs use for the logged-in `login`, when it differs from the login.
+///
+/// A server may turn the login into another user name before it compares ACL identifiers:
+/// Dovecot with `auth_username_format = %Ln` makes `Alice@Example.com` the user `alice`. The
+/// user's own INBOX tells: its ACL lists the user under the server's name, with exactly the
+/// rights MYRIGHTS gives the user there (Dovecot lists the owner's entry so; Cyrus and others
+/// list the owner's own entry). A name is taken only if it is the single such entry and is the
+/// login in another case or without its domain, so it cannot be another user's name. `None`
+/// when the login is already the name, or when nothing certain is found (no ACL extension,
+/// no such entry, or several).
+async fn acl_name_of_login(client: &mut Conn, login: &str) -> Option<String> {
+    let local = login.split('@').next().unwrap_or_default();
+    if login == login.to_lowercase() && local == login {
+        // Lower case and no domain: the server has no other form of it to use.
+        return None;
+    }
+    let variant = |name: &str| {
+        name != login
+            && (name.to_lowercase() == login.to_lowercase()
+                || (!name.contains('@') && !local.is_empty() && name.eq_ignore_ascii_case(local)))
+    };
+    let mut entries: Vec<(String, Rights)> = Vec::new();
+    let getacl = [Piece::Text("GETACL \"INBOX\"".to_owned())];
+    let done = exec_within(client, "fp3", &getacl, false, |d| {
+        if let Response::Acl(acl) = d {
+            for e in &acl.acls {
+                let letters: String = e
+                    .rights
+                    .iter()
+                    .map(|r| crate::folders::right_letter(*r))
+                    .collect();
+                entries.push((e.identifier.to_string(), Rights::from_server(&letters)));
+            }
+        }
+    })
+    .await
+    .ok()?;
+    if done.status != Status::Ok {
+        return None;
+    }
+    let mut mine = None;
+    let myrights = [Piece::Text("MYRIGHTS \"INBOX\"".to_owned())];
+    let done = exec_within(client, "fp4", &myrights, false, |d| {
+        if let Response::MyRights(r) = d {
+            let letters: String = r
+                .rights
+                .iter()
+                .map(|r| crate::folders::right_letter(*r))
+                .collect();
+            mine = Some(Rights::from_server(&letters));
+        }
+    })
+    .await
+    .ok()?;
+    let mine = mine.filter(|_| done.status == Status::Ok)?;
+    let mut found = entries.iter().filter(|(id, rights)| {
+        let parsed = flagpost_domain::acl::Identifier::parse(id);
+        parsed.kind == flagpost_domain::acl::IdentifierKind::User
+            && !parsed.negative
+            && !parsed.global
+            && parsed.name == id.as_str()
+            && variant(id)
+            && *rights == mine
+    });
+    match (found.next(), found.next()) {
+        (Some((id, _)), None) => Some(id.clone()),
+        _ => None,
     }
 }
 

@@ -84,7 +84,7 @@ impl ImapGateway for ImapBackend {
         &'a self,
         username: &'a str,
         password: &'a str,
-    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+    ) -> BoxFuture<'a, Result<String, GatewayError>> {
         Box::pin(async move {
             flagpost_imap::ops::verify_login(&self.settings, username, password)
                 .await

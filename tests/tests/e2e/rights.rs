@@ -572,3 +572,72 @@ async fn a_negative_entry_under_the_servers_form_of_the_login_still_removes() {
     assert_eq!(r.status, 404, "{}", r.text);
     assert!(serve.stop().await.unwrap().success());
 }
+
+/// The other side of the same layout: with `auth_username_format = %Ln` the ACL entry `alice`
+/// is what gives `alice@example.com` (or `Alice@Example.COM`) its rights. Flagpost learns the
+/// server's name for the login from the user's own INBOX ACL at sign-in, so the API shows the
+/// folder with exactly the rights MYRIGHTS gives that login.
+#[tokio::test]
+async fn a_login_in_another_form_gets_the_rights_of_the_servers_name_for_it() {
+    let dovecot = Dovecot::start_with(flagpost_harness::dovecot::DovecotOptions {
+        extra_config: "auth_username_format = %Ln\n".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for (user, pw) in [
+        (OWNER, "support-pw"),
+        (SERVICE_USER, "service-pw"),
+        ("alice", "alice-pw"),
+    ] {
+        dovecot.add_user_ready(user, pw).await.unwrap();
+    }
+    dovecot.create_folder(OWNER, FOLDER).await.unwrap();
+    for (id, rights) in [(SERVICE_USER, "lra"), ("alice", "lrsw")] {
+        dovecot.set_acl(OWNER, FOLDER, id, rights).await.unwrap();
+    }
+    let db = flagpost_harness::TestDatabase::create().await.unwrap();
+    let mut env = flagpost_e2e::flagpost_env(&dovecot, &db);
+    env.retain(|(k, _)| *k != "FLAGPOST_FOLDERS");
+    env.push(("FLAGPOST_FOLDERS", SHARED.to_owned()));
+    let serve = crate::Serve::start(&env).await.unwrap();
+    let api = flagpost_e2e::http::Api::new(serve.addr);
+    for login in ["alice@example.com", "Alice@Example.COM"] {
+        let mut c =
+            flagpost_harness::ImapClient::connect_tls(dovecot.imaps_port(), dovecot.certificates())
+                .await
+                .unwrap();
+        c.login(login, "alice-pw").await.unwrap();
+        let Answer::Rights(server) = my_rights(&mut c).await else {
+            panic!("{login} has rights on {SHARED}");
+        };
+        c.logout().await;
+        let token = api.login(login, "alice-pw").await.unwrap();
+        let shown = flagpost_e2e::eventually(Duration::from_secs(15), "the folder listed", || {
+            let (api, token) = (&api, &token);
+            async move {
+                let r = api.get("/api/v1/folders", token).await?;
+                Ok(r.json["folders"].as_array().and_then(|fs| {
+                    fs.iter()
+                        .find(|f| f["imap_name"] == SHARED)
+                        .and_then(|f| f["my_rights"].as_str().map(str::to_owned))
+                }))
+            }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+        .unwrap();
+        assert_eq!(
+            Rights::from_server(&shown),
+            server,
+            "{login}: my_rights {shown} vs MYRIGHTS"
+        );
+        assert_eq!(server, Rights::from_server("lrsw"));
+        let me = api.get("/api/v1/me", &token).await.unwrap();
+        assert_eq!(
+            me.json["username"], login,
+            "the caller keeps its login name"
+        );
+    }
+    assert!(serve.stop().await.unwrap().success());
+}

@@ -97,12 +97,15 @@ pub async fn login(
         .throttle
         .before_attempt(&req.username, Some(addr.ip()))
         .map_err(ApiError::TooManyRequests)?;
-    match state
+    let acl_name = match state
         .gateway
         .verify_login(&req.username, &req.password)
         .await
     {
-        Ok(()) => state.throttle.succeeded(&req.username),
+        Ok(name) => {
+            state.throttle.succeeded(&req.username);
+            (name != req.username).then_some(name)
+        }
         Err(GatewayError::BadCredentials) => {
             state.throttle.failed(&req.username, Some(addr.ip()));
             tracing::info!(client.addr = %addr.ip(), "login refused");
@@ -117,9 +120,12 @@ pub async fn login(
                 "the IMAP server cannot be reached (or its certificate is not trusted)".into(),
             ));
         }
-    }
+    };
     let jti = random_secret();
-    let (token, expires_at) = state.keys.issue(&req.username, &jti)?;
+    if let Some(name) = &acl_name {
+        tracing::info!(acl_name = %name, "login: the IMAP server's ACLs know this user by another name");
+    }
+    let (token, expires_at) = state.keys.issue(&req.username, acl_name.as_deref(), &jti)?;
     flagpost_store::auth::create_session(&state.pool, &jti, &req.username, expires_at).await?;
     let mut cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
