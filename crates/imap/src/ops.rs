@@ -235,6 +235,11 @@ async fn acl_name_of_login(client: &mut Conn, login: &str) -> Option<String> {
     .await
     .ok()?;
     let mine = mine.filter(|_| done.status == Status::Ok)?;
+    if entries.iter().any(|(id, _)| id == login) {
+        // The server lists the login itself (Dovecot shows the owner's entry under the name it
+        // knows the reader by): it is its own name, whatever else the ACL holds.
+        return None;
+    }
     let mut found = entries.iter().filter(|(id, rights)| {
         let parsed = flagpost_domain::acl::Identifier::parse(id);
         parsed.kind == flagpost_domain::acl::IdentifierKind::User
