@@ -285,6 +285,21 @@ fn name_applies(name: &str, user: &str) -> Applies {
     }
 }
 
+/// Whether the ACL identifier `name` may be the server's own name for the login `login`: a
+/// plain user name (no `-`, `#`, group or special form) that is the login in another case or
+/// its local part without the domain (`alice` for `Alice@Example.com`). A name with another
+/// domain is another user. Narrower than the *Maybe* of [`Identifier::applies_to`], which also
+/// errs towards removing rights; this one picks the name whose rights the login gets.
+pub fn may_be_servers_name_for(name: &str, login: &str) -> bool {
+    let parsed = Identifier::parse(name);
+    if parsed.kind != IdentifierKind::User || parsed.name != name || name == login {
+        return false;
+    }
+    let local = login.split('@').next().unwrap_or_default();
+    name.to_lowercase() == login.to_lowercase()
+        || (!name.contains('@') && !local.is_empty() && name.eq_ignore_ascii_case(local))
+}
+
 fn owner_applies(user: &str, context: &AclContext<'_>) -> Applies {
     match context.owner {
         Some(owner) => name_applies(owner, user),
@@ -598,6 +613,32 @@ mod tests {
             let e = effective_rights(&a, user);
             assert_eq!(e.minus(dovecot_rights(&a, user)), Rights::NONE, "{acl_s}");
             assert_eq!(e.minus(rfc4314_rights(&a, user)), Rights::NONE, "{acl_s}");
+        }
+    }
+
+    #[test]
+    fn the_servers_name_for_a_login_is_a_case_or_domain_variant_only() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("alice", "alice@example.com", true),
+            ("alice", "Alice@Example.COM", true),
+            ("alice@example.com", "Alice@Example.com", true),
+            ("alice", "Alice", true),
+            // the login itself, another user, another domain, special or negative forms
+            ("alice@example.com", "alice@example.com", false),
+            ("bob", "alice@example.com", false),
+            ("alice@example.org", "alice@example.com", false),
+            ("-alice", "alice@example.com", false),
+            ("$alice", "alice@example.com", false),
+            ("user=alice", "alice@example.com", false),
+            ("anyone", "Anyone@example.com", false),
+            ("", "@example.com", false),
+        ];
+        for &(name, login, want) in cases {
+            assert_eq!(
+                may_be_servers_name_for(name, login),
+                want,
+                "{name} for {login}"
+            );
         }
     }
 

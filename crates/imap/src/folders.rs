@@ -63,8 +63,7 @@ pub async fn my_rights(session: &mut Session, imap_name: &str) -> Result<Rights,
     let mut rights = None;
     run(session, &format!("MYRIGHTS {arg}"), |d| {
         if let Response::MyRights(r) = d {
-            let letters: String = r.rights.iter().map(|r| right_letter(*r)).collect();
-            rights = Some(Rights::from_server(&letters));
+            rights = Some(rights_of(&r.rights));
         }
     })
     .await?;
@@ -72,7 +71,13 @@ pub async fn my_rights(session: &mut Session, imap_name: &str) -> Result<Rights,
         .ok_or_else(|| ConnectError::Protocol(format!("MYRIGHTS {imap_name:?} returned no rights")))
 }
 
-pub(crate) fn right_letter(r: imap_proto::rfc4314::AclRight) -> char {
+/// The rights of a MYRIGHTS or ACL response, parsed as [`Rights::from_server`] does.
+pub(crate) fn rights_of(rights: &[imap_proto::rfc4314::AclRight]) -> Rights {
+    let letters: String = rights.iter().map(|r| right_letter(*r)).collect();
+    Rights::from_server(&letters)
+}
+
+fn right_letter(r: imap_proto::rfc4314::AclRight) -> char {
     use imap_proto::rfc4314::AclRight as R;
     match r {
         R::Lookup => 'l',
@@ -109,10 +114,9 @@ pub async fn get_acl(
     run_raw(session, &format!("GETACL {arg}"), |d, raw| {
         if let Response::Acl(acl) = d {
             for e in &acl.acls {
-                let letters: String = e.rights.iter().map(|r| right_letter(*r)).collect();
                 entries.push((
                     crate::fetch::unescape_in_str(Some(raw), &e.identifier),
-                    Rights::from_server(&letters),
+                    rights_of(&e.rights),
                 ));
             }
         }

@@ -191,27 +191,19 @@ pub async fn verify_login(
 /// when the login is already the name, or when nothing certain is found (no ACL extension,
 /// no such entry, or several).
 async fn acl_name_of_login(client: &mut Conn, login: &str) -> Option<String> {
-    let local = login.split('@').next().unwrap_or_default();
-    if login == login.to_lowercase() && local == login {
+    if login == login.to_lowercase() && !login.contains('@') {
         // Lower case and no domain: the server has no other form of it to use.
         return None;
     }
-    let variant = |name: &str| {
-        name != login
-            && (name.to_lowercase() == login.to_lowercase()
-                || (!name.contains('@') && !local.is_empty() && name.eq_ignore_ascii_case(local)))
-    };
     let mut entries: Vec<(String, Rights)> = Vec::new();
     let getacl = [Piece::Text("GETACL \"INBOX\"".to_owned())];
     let done = exec_within(client, "fp3", &getacl, false, |d| {
         if let Response::Acl(acl) = d {
             for e in &acl.acls {
-                let letters: String = e
-                    .rights
-                    .iter()
-                    .map(|r| crate::folders::right_letter(*r))
-                    .collect();
-                entries.push((e.identifier.to_string(), Rights::from_server(&letters)));
+                entries.push((
+                    e.identifier.to_string(),
+                    crate::folders::rights_of(&e.rights),
+                ));
             }
         }
     })
@@ -224,12 +216,7 @@ async fn acl_name_of_login(client: &mut Conn, login: &str) -> Option<String> {
     let myrights = [Piece::Text("MYRIGHTS \"INBOX\"".to_owned())];
     let done = exec_within(client, "fp4", &myrights, false, |d| {
         if let Response::MyRights(r) = d {
-            let letters: String = r
-                .rights
-                .iter()
-                .map(|r| crate::folders::right_letter(*r))
-                .collect();
-            mine = Some(Rights::from_server(&letters));
+            mine = Some(crate::folders::rights_of(&r.rights));
         }
     })
     .await
@@ -241,13 +228,7 @@ async fn acl_name_of_login(client: &mut Conn, login: &str) -> Option<String> {
         return None;
     }
     let mut found = entries.iter().filter(|(id, rights)| {
-        let parsed = flagpost_domain::acl::Identifier::parse(id);
-        parsed.kind == flagpost_domain::acl::IdentifierKind::User
-            && !parsed.negative
-            && !parsed.global
-            && parsed.name == id.as_str()
-            && variant(id)
-            && *rights == mine
+        flagpost_domain::acl::may_be_servers_name_for(id, login) && *rights == mine
     });
     match (found.next(), found.next()) {
         (Some((id, _)), None) => Some(id.clone()),

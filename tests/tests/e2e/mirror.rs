@@ -51,6 +51,20 @@ async fn wait_event(pool: &PgPool, after: i64, kind: &str) -> i64 {
     .unwrap()
 }
 
+/// Waits until `n` folders are `live` (watched over IDLE).
+async fn wait_live(pool: &PgPool, n: i64, timeout: Duration, serve: &Serve) {
+    flagpost_e2e::eventually(timeout, "live folders", || async {
+        let live: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM folders WHERE sync_state = 'live'")
+                .fetch_one(pool)
+                .await?;
+        Ok((live == n).then_some(()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap();
+}
+
 async fn grant_alice(dovecot: &Dovecot) {
     dovecot
         .set_acl("support", "Queue", "alice", "lrswipte")
@@ -967,16 +981,7 @@ async fn serve_starts_and_reports_errors_while_the_imap_server_is_down() {
 
     // When the server comes back, the watchers recover on their own.
     dovecot.restart().await.unwrap();
-    flagpost_e2e::eventually(Duration::from_secs(90), "live folders again", || async {
-        let live: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM folders WHERE sync_state = 'live'")
-                .fetch_one(&pool)
-                .await?;
-        Ok((live == 2).then_some(()))
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
-    .unwrap();
+    wait_live(&pool, 2, Duration::from_secs(90), &serve).await;
     assert!(serve.stop().await.unwrap().success());
 }
 
@@ -1126,15 +1131,7 @@ async fn a_silent_dead_link_is_noticed_and_reconnected() {
     env.push(("FLAGPOST_IMAP_IDLE_CHECK_SECS", "2".to_owned()));
     let serve = Serve::start(&env).await.unwrap();
     let pool = pool(&db).await;
-    flagpost_e2e::eventually(WAIT, "live folders", || async {
-        let live: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM folders WHERE sync_state = 'live'")
-                .fetch_one(&pool)
-                .await?;
-        Ok((live == 2).then_some(()))
-    })
-    .await
-    .unwrap();
+    wait_live(&pool, 2, WAIT, &serve).await;
     // The links go silent; a change made now can only arrive over a new connection.
     relay.silence_current();
     let uid = dovecot
@@ -1175,15 +1172,7 @@ async fn readyz_answers_503_while_the_watchers_log_out_after_sigterm() {
     env.push(("FLAGPOST_IMAP_PORT", relay.port.to_string()));
     let serve = Serve::start(&env).await.unwrap();
     let pool = pool(&db).await;
-    flagpost_e2e::eventually(WAIT, "live folders", || async {
-        let live: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM folders WHERE sync_state = 'live'")
-                .fetch_one(&pool)
-                .await?;
-        Ok((live == 2).then_some(()))
-    })
-    .await
-    .unwrap();
+    wait_live(&pool, 2, WAIT, &serve).await;
     let http = reqwest::Client::new();
     let url = format!("http://{}/readyz", serve.addr);
     assert_eq!(http.get(&url).send().await.unwrap().status(), 200);

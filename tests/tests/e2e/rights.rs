@@ -446,6 +446,37 @@ async fn getacl_lists_the_owner_entry_under_the_readers_name() {
     assert!(answer.equals(safe), "{safe:?} vs {answer}");
 }
 
+/// The rights `GET /folders` shows the caller on the shared folder, once it is listed.
+async fn listed_rights(api: &flagpost_e2e::http::Api, token: &str, serve: &crate::Serve) -> String {
+    flagpost_e2e::eventually(
+        Duration::from_secs(15),
+        "the folder listed",
+        || async move {
+            let r = api.get("/api/v1/folders", token).await?;
+            Ok(r.json["folders"].as_array().and_then(|fs| {
+                fs.iter()
+                    .find(|f| f["imap_name"] == SHARED)
+                    .and_then(|f| f["my_rights"].as_str().map(str::to_owned))
+            }))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+    .unwrap()
+}
+
+/// MYRIGHTS on the shared folder for `login`, in a session of its own.
+async fn my_rights_as(dovecot: &Dovecot, login: &str, password: &str) -> Answer {
+    let mut c =
+        flagpost_harness::ImapClient::connect_tls(dovecot.imaps_port(), dovecot.certificates())
+            .await
+            .unwrap();
+    c.login(login, password).await.unwrap();
+    let answer = my_rights(&mut c).await;
+    c.logout().await;
+    answer
+}
+
 /// The usual set-up of the contract's minimal service account: an admin granted it `l r a` in
 /// an entry of its own, and staff have their own entries. That entry is the service account's
 /// (its rights are exactly its MYRIGHTS), not the owner's listed under its name, so it does not
@@ -468,20 +499,7 @@ async fn the_service_accounts_own_entry_does_not_cap_other_users() {
             panic!("{user} has rights on {SHARED}");
         };
         let token = api.login(user, pw).await.unwrap();
-        let shown = flagpost_e2e::eventually(Duration::from_secs(15), "the folder listed", || {
-            let (api, token) = (&api, &token);
-            async move {
-                let r = api.get("/api/v1/folders", token).await?;
-                Ok(r.json["folders"].as_array().and_then(|fs| {
-                    fs.iter()
-                        .find(|f| f["imap_name"] == SHARED)
-                        .and_then(|f| f["my_rights"].as_str().map(str::to_owned))
-                }))
-            }
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
-        .unwrap();
+        let shown = listed_rights(&api, &token, &serve).await;
         assert_eq!(
             Rights::from_server(&shown),
             server,
@@ -491,13 +509,12 @@ async fn the_service_accounts_own_entry_does_not_cap_other_users() {
     assert!(serve.stop().await.unwrap().success());
 }
 
-/// A server may know a login under another name: with `auth_username_format = %Ln`, Dovecot
-/// turns the login `alice@example.com` into the user `alice`, so `-alice r` takes `r` away from
-/// whoever logs in as `alice@example.com`. Flagpost, which knows the principal only by the
-/// login, must not show that user the folder `anyone lr` would otherwise open: the server's
-/// MYRIGHTS for the login is `l`, so the API answers 404.
-#[tokio::test]
-async fn a_negative_entry_under_the_servers_form_of_the_login_still_removes() {
+/// A Dovecot that knows every login by its lower-cased local part (`auth_username_format =
+/// %Ln`: the login `Alice@Example.com` is the user `alice`), with `acl` on the shared folder,
+/// and `flagpost serve` watching that folder.
+async fn domain_login_fixture(
+    acl: &[(&str, &str)],
+) -> (Dovecot, flagpost_harness::TestDatabase, crate::Serve) {
     let dovecot = Dovecot::start_with(flagpost_harness::dovecot::DovecotOptions {
         extra_config: "auth_username_format = %Ln\n".into(),
         ..Default::default()
@@ -512,28 +529,32 @@ async fn a_negative_entry_under_the_servers_form_of_the_login_still_removes() {
         dovecot.add_user_ready(user, pw).await.unwrap();
     }
     dovecot.create_folder(OWNER, FOLDER).await.unwrap();
-    for (id, rights) in [(SERVICE_USER, "lra"), ("anyone", "lr"), ("-alice", "r")] {
+    for (id, rights) in acl {
         dovecot.set_acl(OWNER, FOLDER, id, rights).await.unwrap();
     }
-    // The server's own answer for the login with a domain.
-    let login = "alice@example.com";
-    let mut c =
-        flagpost_harness::ImapClient::connect_tls(dovecot.imaps_port(), dovecot.certificates())
-            .await
-            .unwrap();
-    c.login(login, "alice-pw").await.unwrap();
-    assert_eq!(
-        my_rights(&mut c).await,
-        Answer::Rights(Rights::NONE.with(Right::Lookup)),
-        "the fixture: Dovecot applies -alice to {login}"
-    );
-    c.logout().await;
-
     let db = flagpost_harness::TestDatabase::create().await.unwrap();
     let mut env = flagpost_e2e::flagpost_env(&dovecot, &db);
     env.retain(|(k, _)| *k != "FLAGPOST_FOLDERS");
     env.push(("FLAGPOST_FOLDERS", SHARED.to_owned()));
     let serve = crate::Serve::start(&env).await.unwrap();
+    (dovecot, db, serve)
+}
+
+/// A server may know a login under another name: with `auth_username_format = %Ln`, Dovecot
+/// turns the login `alice@example.com` into the user `alice`, so `-alice r` takes `r` away from
+/// whoever logs in as `alice@example.com`. Whether or not Flagpost finds out at sign-in that
+/// `alice` is that login's name, it must not show the folder `anyone lr` would otherwise open:
+/// the server's MYRIGHTS for the login is `l`, so the API answers 404.
+#[tokio::test]
+async fn a_negative_entry_under_the_servers_form_of_the_login_still_removes() {
+    let (dovecot, _db, serve) =
+        domain_login_fixture(&[(SERVICE_USER, "lra"), ("anyone", "lr"), ("-alice", "r")]).await;
+    let login = "alice@example.com";
+    assert_eq!(
+        my_rights_as(&dovecot, login, "alice-pw").await,
+        Answer::Rights(Rights::NONE.with(Right::Lookup)),
+        "the fixture: Dovecot applies -alice to {login}"
+    );
     let api = flagpost_e2e::http::Api::new(serve.addr);
     // The service account (it holds `a`) sees the folder and, once mirrored, its ACL.
     let service = api.login(SERVICE_USER, "service-pw").await.unwrap();
@@ -579,54 +600,15 @@ async fn a_negative_entry_under_the_servers_form_of_the_login_still_removes() {
 /// folder with exactly the rights MYRIGHTS gives that login.
 #[tokio::test]
 async fn a_login_in_another_form_gets_the_rights_of_the_servers_name_for_it() {
-    let dovecot = Dovecot::start_with(flagpost_harness::dovecot::DovecotOptions {
-        extra_config: "auth_username_format = %Ln\n".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    for (user, pw) in [
-        (OWNER, "support-pw"),
-        (SERVICE_USER, "service-pw"),
-        ("alice", "alice-pw"),
-    ] {
-        dovecot.add_user_ready(user, pw).await.unwrap();
-    }
-    dovecot.create_folder(OWNER, FOLDER).await.unwrap();
-    for (id, rights) in [(SERVICE_USER, "lra"), ("alice", "lrsw")] {
-        dovecot.set_acl(OWNER, FOLDER, id, rights).await.unwrap();
-    }
-    let db = flagpost_harness::TestDatabase::create().await.unwrap();
-    let mut env = flagpost_e2e::flagpost_env(&dovecot, &db);
-    env.retain(|(k, _)| *k != "FLAGPOST_FOLDERS");
-    env.push(("FLAGPOST_FOLDERS", SHARED.to_owned()));
-    let serve = crate::Serve::start(&env).await.unwrap();
+    let (dovecot, _db, serve) =
+        domain_login_fixture(&[(SERVICE_USER, "lra"), ("alice", "lrsw")]).await;
     let api = flagpost_e2e::http::Api::new(serve.addr);
     for login in ["alice@example.com", "Alice@Example.COM"] {
-        let mut c =
-            flagpost_harness::ImapClient::connect_tls(dovecot.imaps_port(), dovecot.certificates())
-                .await
-                .unwrap();
-        c.login(login, "alice-pw").await.unwrap();
-        let Answer::Rights(server) = my_rights(&mut c).await else {
+        let Answer::Rights(server) = my_rights_as(&dovecot, login, "alice-pw").await else {
             panic!("{login} has rights on {SHARED}");
         };
-        c.logout().await;
         let token = api.login(login, "alice-pw").await.unwrap();
-        let shown = flagpost_e2e::eventually(Duration::from_secs(15), "the folder listed", || {
-            let (api, token) = (&api, &token);
-            async move {
-                let r = api.get("/api/v1/folders", token).await?;
-                Ok(r.json["folders"].as_array().and_then(|fs| {
-                    fs.iter()
-                        .find(|f| f["imap_name"] == SHARED)
-                        .and_then(|f| f["my_rights"].as_str().map(str::to_owned))
-                }))
-            }
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
-        .unwrap();
+        let shown = listed_rights(&api, &token, &serve).await;
         assert_eq!(
             Rights::from_server(&shown),
             server,

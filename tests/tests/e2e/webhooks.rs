@@ -112,6 +112,20 @@ async fn create(f: &Fixture, admin: &str, body: Value) -> Value {
     r.json
 }
 
+/// `POST /webhooks/{id}/ping` as `admin`.
+async fn ping(f: &Fixture, hook_id: &str, admin: &str) -> flagpost_e2e::http::Reply {
+    f.api
+        .send(
+            "POST",
+            &format!("/api/v1/webhooks/{hook_id}/ping"),
+            Some(admin),
+            None,
+            &[],
+        )
+        .await
+        .unwrap()
+}
+
 fn updates(got: &[Received]) -> Vec<&Received> {
     got.iter()
         .filter(|r| r.json()["type"] == "message.updated")
@@ -193,32 +207,12 @@ async fn another_clients_change_reaches_the_receiver_signed_per_standard_webhook
     assert_eq!(got[before].webhook_id(), event["id"].to_string());
 
     // Ping answers with what the receiver said.
-    let r = f
-        .api
-        .send(
-            "POST",
-            &format!("/api/v1/webhooks/{hook_id}/ping"),
-            Some(&carol),
-            None,
-            &[],
-        )
-        .await
-        .unwrap();
+    let r = ping(&f, hook_id, &carol).await;
     assert_eq!(r.json["delivered"], true, "{}", r.text);
 
     // A ping answered 410 Gone disables the webhook, as any delivery answered so does.
     receiver.answer(410, 1);
-    let r = f
-        .api
-        .send(
-            "POST",
-            &format!("/api/v1/webhooks/{hook_id}/ping"),
-            Some(&carol),
-            None,
-            &[],
-        )
-        .await
-        .unwrap();
+    let r = ping(&f, hook_id, &carol).await;
     assert_eq!(r.json["delivered"], false, "{}", r.text);
     assert_eq!(r.json["response_status"], 410, "{}", r.text);
     let r = f
