@@ -92,11 +92,20 @@ pub async fn server_state(
     user: &str,
     mailbox: &str,
 ) -> Result<std::collections::BTreeMap<u32, FlagSet>> {
-    let mut c = dovecot.client(user).await?;
+    let c = dovecot.client(user).await?;
+    server_state_with(c, &flagpost_domain::encode_mailbox_name(mailbox)).await
+}
+
+/// UID → flags of the mailbox `imap_name` (its wire name) as the logged-in client `c` sees it
+/// (read-only EXAMINE); logs `c` out.
+pub async fn server_state_with(
+    mut c: flagpost_harness::ImapClient,
+    imap_name: &str,
+) -> Result<std::collections::BTreeMap<u32, FlagSet>> {
     let r = c
         .command_ok(&format!(
             "EXAMINE {}",
-            flagpost_harness::imap_client::quote(&flagpost_domain::encode_mailbox_name(mailbox))?
+            flagpost_harness::imap_client::quote(imap_name)?
         ))
         .await?;
     let exists = r

@@ -8,6 +8,7 @@
 //! dies for any reason (even SIGKILL) the pipe closes and the supervisor stops the server and
 //! removes its folder. `flagpost-harness-leaks` checks after a suite that nothing was left.
 
+pub mod cyrus;
 pub mod dovecot;
 pub mod imap_client;
 pub mod postgres;
@@ -16,6 +17,7 @@ pub mod tls;
 
 use std::path::PathBuf;
 
+pub use cyrus::Cyrus;
 pub use dovecot::{Dovecot, DovecotOptions};
 pub use imap_client::{ImapClient, ImapResponse};
 pub use postgres::TestDatabase;
