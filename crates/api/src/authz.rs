@@ -20,14 +20,22 @@ use crate::error::ApiError;
 pub struct Access {
     folders: HashMap<i64, FolderAcl>,
     service_user: Arc<str>,
+    /// Whether the server reads `authenticated` as every logged-in user (Dovecot).
+    authenticated_is_everyone: bool,
 }
 
 impl Access {
-    /// A snapshot of `folders`, where `service_user` is the account that watches them.
-    pub fn new(folders: Vec<FolderAcl>, service_user: Arc<str>) -> Access {
+    /// A snapshot of `folders`, where `service_user` is the account that watches them, on a
+    /// server that does (Dovecot) or may not read `authenticated` as every logged-in user.
+    pub fn new(
+        folders: Vec<FolderAcl>,
+        service_user: Arc<str>,
+        authenticated_is_everyone: bool,
+    ) -> Access {
         Access {
             folders: folders.into_iter().map(|f| (f.folder_id, f)).collect(),
             service_user,
+            authenticated_is_everyone,
         }
     }
 
@@ -74,6 +82,7 @@ impl Access {
         let context = flagpost_domain::acl::AclContext {
             owner: None,
             reader: (!own_entry).then_some(&*self.service_user),
+            authenticated_is_everyone: self.authenticated_is_everyone,
         };
         flagpost_domain::acl::effective_rights_with(&entries, username, &context)
     }

@@ -137,7 +137,11 @@ impl Hub {
                 batches: broadcast::channel(CHANNEL_BATCHES).0,
                 revocations: broadcast::channel(64).0,
                 head: AtomicI64::new(0),
-                access: RwLock::new(Arc::new(Access::new(Vec::new(), service_user.clone()))),
+                access: RwLock::new(Arc::new(Access::new(
+                    Vec::new(),
+                    service_user.clone(),
+                    false,
+                ))),
                 service_user,
                 credentials: crate::auth::CredentialCache::default(),
                 listings: crate::listing_cache::ListingCache::default(),
@@ -188,7 +192,8 @@ impl Hub {
     /// Reads the ACL snapshot from the database.
     pub async fn load_access(&self, pool: &PgPool) -> sqlx::Result<Arc<Access>> {
         let acls = flagpost_store::api::acl_snapshot(pool).await?;
-        let access = Arc::new(Access::new(acls, self.inner.service_user.clone()));
+        let everyone = flagpost_store::folders::authenticated_is_everyone(pool).await?;
+        let access = Arc::new(Access::new(acls, self.inner.service_user.clone(), everyone));
         *self.inner.access.write().unwrap_or_else(|p| p.into_inner()) = access.clone();
         Ok(access)
     }

@@ -60,7 +60,9 @@
 //! Cyrus's virtual domains compare the shortened name), and a case variant of
 //! `anyone`/`authenticated`/`owner` or another server's special name (Courier's `authuser`,
 //! `anonymous`, `administrators`). Courier's and Dovecot's files' `user=alice` is the user
-//! `alice`. A
+//! `alice`. `authenticated` itself is every logged-in user only where the server is known to
+//! read it so ([`AclContext::authenticated_is_everyone`]: Dovecot, recognised by its `ID`); RFC
+//! 4314 does not define it, and Cyrus takes it for a user name. A
 //! *Maybe* entry never grants: its negative rights are always removed, and its positive rights,
 //! when its class could override the user's most specific positive class, bound the result from
 //! above (it might replace it). Grant less, never more.
@@ -196,8 +198,12 @@ impl<'a> Identifier<'a> {
     /// Whether this identifier refers to `user`, given what `context` knows.
     pub fn applies_to(&self, user: &str, context: &AclContext<'_>) -> Applies {
         match self.kind {
-            // Flagpost's principals are always logged-in IMAP users.
-            IdentifierKind::Anyone | IdentifierKind::Authenticated => Applies::Yes,
+            IdentifierKind::Anyone => Applies::Yes,
+            // Flagpost's principals are always logged-in IMAP users, but only some servers
+            // (Dovecot) read `authenticated` as "every logged-in user"; RFC 4314 leaves it to
+            // the implementation, and Cyrus takes it for a user of that name.
+            IdentifierKind::Authenticated if context.authenticated_is_everyone => Applies::Yes,
+            IdentifierKind::Authenticated => Applies::Maybe,
             IdentifierKind::Group | IdentifierKind::GroupOverride => Applies::Maybe,
             IdentifierKind::Owner => owner_applies(user, context),
             IdentifierKind::User => {
@@ -254,6 +260,20 @@ pub struct AclContext<'a> {
     /// The user whose GETACL produced the entries (the service account), if known. See the
     /// module docs: Dovecot 2.3 may list the `owner` entry under this name.
     pub reader: Option<&'a str>,
+    /// Whether the server reads `authenticated` as every logged-in user (Dovecot does). RFC
+    /// 4314 does not define it; elsewhere (Cyrus) it is a plain user name. When false, an
+    /// `authenticated` entry only might apply: it never grants and always removes.
+    pub authenticated_is_everyone: bool,
+}
+
+impl AclContext<'static> {
+    /// What Flagpost knows of a Dovecot server's ACLs before any folder detail:
+    /// `authenticated` is every logged-in user.
+    pub const DOVECOT: AclContext<'static> = AclContext {
+        owner: None,
+        reader: None,
+        authenticated_is_everyone: true,
+    };
 }
 
 /// Names that are special identifiers on some server: RFC 4314's own (in another case),
@@ -377,7 +397,7 @@ fn dovecot_walk(terms: &[Term]) -> (Rights, Option<u8>, Rights) {
 /// The rights Dovecot grants `user` (not the folder's owner), at most: exact when every entry
 /// is resolved, a lower bound when some entry only might apply.
 pub fn dovecot_rights(acl: &[AclEntry], user: &str) -> Rights {
-    dovecot_rights_with(acl, user, &AclContext::default())
+    dovecot_rights_with(acl, user, &AclContext::DOVECOT)
 }
 
 /// [`dovecot_rights`] with what is known about the folder.
@@ -419,7 +439,8 @@ pub fn rfc4314_rights_with(acl: &[AclEntry], user: &str, context: &AclContext<'_
 
 /// The rights Flagpost grants `user` on a folder with this ACL: the intersection of
 /// [`dovecot_rights`] and [`rfc4314_rights`], so never more than the IMAP server grants
-/// (module docs). Nothing is known about the owner or the reader of the ACL.
+/// (module docs). Nothing is known about the owner or the reader of the ACL, nor about the
+/// server: `authenticated` only might apply.
 pub fn effective_rights(acl: &[AclEntry], user: &str) -> Rights {
     effective_rights_with(acl, user, &AclContext::default())
 }
@@ -584,22 +605,26 @@ mod tests {
         ("anyone lrw -administrators w", "alice", "lr", "lr", "lr"),
     ];
 
+    /// The table's rows were measured on (or reasoned for) Dovecot, which reads
+    /// `authenticated` as every logged-in user.
+    const D: &AclContext<'static> = &AclContext::DOVECOT;
+
     #[test]
     fn rules_table() {
         for &(acl_s, user, dovecot, rfc, effective) in CASES {
             let a = acl(acl_s);
             assert_eq!(
-                dovecot_rights(&a, user),
+                dovecot_rights_with(&a, user, D),
                 r(dovecot),
                 "Dovecot rule, {acl_s:?} for {user}"
             );
             assert_eq!(
-                rfc4314_rights(&a, user),
+                rfc4314_rights_with(&a, user, D),
                 r(rfc),
                 "RFC 4314 rule, {acl_s:?} for {user}"
             );
             assert_eq!(
-                effective_rights(&a, user),
+                effective_rights_with(&a, user, D),
                 r(effective),
                 "effective, {acl_s:?} for {user}"
             );
@@ -610,10 +635,32 @@ mod tests {
     fn effective_never_exceeds_either_rule() {
         for &(acl_s, user, ..) in CASES {
             let a = acl(acl_s);
-            let e = effective_rights(&a, user);
-            assert_eq!(e.minus(dovecot_rights(&a, user)), Rights::NONE, "{acl_s}");
-            assert_eq!(e.minus(rfc4314_rights(&a, user)), Rights::NONE, "{acl_s}");
+            for ctx in [D, &AclContext::default()] {
+                let e = effective_rights_with(&a, user, ctx);
+                let dovecot = dovecot_rights_with(&a, user, ctx);
+                let rfc = rfc4314_rights_with(&a, user, ctx);
+                assert_eq!(e.minus(dovecot), Rights::NONE, "{acl_s} {ctx:?}");
+                assert_eq!(e.minus(rfc), Rights::NONE, "{acl_s} {ctx:?}");
+                // Without knowing the server, never more than on Dovecot.
+                assert_eq!(e.minus(effective_rights_with(&a, user, D)), Rights::NONE);
+            }
         }
+    }
+
+    #[test]
+    fn authenticated_grants_only_where_the_server_is_known_to_mean_every_user() {
+        // Measured on Cyrus 3.6: with `authenticated lrs` (and no other entry for bob), bob's
+        // MYRIGHTS is empty: `authenticated` is just a user name there.
+        let a = acl("support lrswa authenticated lrs");
+        assert_eq!(effective_rights(&a, "bob"), r(""));
+        assert_eq!(effective_rights_with(&a, "bob", D), r("lrs"));
+        // Its negative rights are taken away either way.
+        let a = acl("anyone lrsw -authenticated w");
+        assert_eq!(effective_rights(&a, "bob"), r("lrs"));
+        assert_eq!(effective_rights_with(&a, "bob", D), r("lrs"));
+        // A user really named `authenticated` (possible on Cyrus) is not granted either.
+        let a = acl("authenticated lrs");
+        assert_eq!(effective_rights(&a, "authenticated"), r(""));
     }
 
     #[test]
@@ -694,14 +741,17 @@ mod tests {
         let owned = AclContext {
             owner: Some("support"),
             reader: None,
+            authenticated_is_everyone: true,
         };
         let read = AclContext {
             owner: Some("support"),
             reader: Some("flagpost"),
+            authenticated_is_everyone: true,
         };
         let cases: &[(&str, &str, &AclContext<'_>, Applies)] = &[
             ("anyone", "alice", &none, Applies::Yes),
-            ("authenticated", "alice", &none, Applies::Yes),
+            ("authenticated", "alice", &none, Applies::Maybe),
+            ("authenticated", "alice", &owned, Applies::Yes),
             ("alice", "alice", &none, Applies::Yes),
             ("-alice", "alice", &none, Applies::Yes),
             ("bob", "alice", &none, Applies::No),
@@ -736,8 +786,9 @@ mod tests {
         let read = AclContext {
             owner: Some("support"),
             reader: Some("flagpost"),
+            authenticated_is_everyone: true,
         };
-        assert_eq!(effective_rights(&a, "flagpost"), r("lrswa"));
+        assert_eq!(effective_rights_with(&a, "flagpost", D), r("lrswa"));
         assert_eq!(effective_rights_with(&a, "flagpost", &read), r("lra"));
         assert_eq!(effective_rights_with(&a, "alice", &read), r("lra"));
         // A known owner resolves `owner` entries: no longer a bound for others.
@@ -745,6 +796,7 @@ mod tests {
         let owned = AclContext {
             owner: Some("support"),
             reader: None,
+            authenticated_is_everyone: true,
         };
         assert_eq!(effective_rights(&a, "alice"), r("lr"));
         assert_eq!(effective_rights_with(&a, "alice", &owned), r("lrsw"));

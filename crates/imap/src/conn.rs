@@ -47,6 +47,8 @@ pub struct ServerCaps {
     pub acl: bool,
     /// RFC 3691.
     pub unselect: bool,
+    /// RFC 2971.
+    pub id: bool,
 }
 
 impl ServerCaps {
@@ -58,6 +60,7 @@ impl ServerCaps {
             qresync: has("QRESYNC") && has("ENABLE"),
             acl: has("ACL"),
             unselect: has("UNSELECT"),
+            id: has("ID"),
         }
     }
 }
@@ -124,6 +127,9 @@ pub enum IdleEnd {
     Elapsed,
     /// Shutdown was requested.
     Cancelled,
+    /// The supervisor asked for the mailbox to be selected again (its `STATUS` is ahead of
+    /// what this connection reported).
+    Woken,
 }
 
 impl Conn {
@@ -281,6 +287,7 @@ impl Conn {
         &mut self,
         wait: Duration,
         cancel: &CancellationToken,
+        wake: &tokio::sync::Notify,
     ) -> Result<IdleEnd, ConnectError> {
         let tag = self
             .session
@@ -309,6 +316,7 @@ impl Conn {
             }
             tokio::select! {
                 _ = cancel.cancelled() => break IdleEnd::Cancelled,
+                _ = wake.notified() => break IdleEnd::Woken,
                 _ = tokio::time::sleep_until(deadline) => break IdleEnd::Elapsed,
                 resp = self.session.read_response() => {
                     let Some(resp) = resp? else {
@@ -336,7 +344,7 @@ impl Conn {
             }
             self.note_idle(resp.parsed())?;
         }
-        Ok(if self.noticed.changed {
+        Ok(if self.noticed.changed && end != IdleEnd::Woken {
             IdleEnd::Changed
         } else {
             end
@@ -367,6 +375,45 @@ impl Conn {
         self.check_uidvalidity(&other)
     }
 
+    /// Leaves the selected mailbox, if any. Without UNSELECT (RFC 3691), CLOSE: after EXAMINE
+    /// it expunges nothing (RFC 3501 §6.4.2), and Flagpost's watchers only ever EXAMINE.
+    pub async fn unselect(&mut self) -> Result<(), ConnectError> {
+        if self.selected.is_some() {
+            let leave = if self.caps.unselect {
+                "UNSELECT"
+            } else {
+                "CLOSE"
+            };
+            self.run(leave, |_| {}).await?;
+            self.selected = None;
+            self.examined_with = None;
+        }
+        Ok(())
+    }
+
+    /// The server's own name from `ID NIL` (RFC 2971), e.g. `Dovecot` or `Cyrus IMAPD`; `None`
+    /// without the ID extension, when refused, or when the server does not say.
+    pub async fn server_name(&mut self) -> Result<Option<String>, ConnectError> {
+        if !self.caps.id {
+            return Ok(None);
+        }
+        let mut name = None;
+        let fut = crate::command::run(&mut self.session, "ID NIL", |r| {
+            if let Response::Id(Some(fields)) = r {
+                // Field names are case-insensitive (RFC 2971 §3.3).
+                name = fields
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("name"))
+                    .map(|(_, v)| v.to_string());
+            }
+        });
+        match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+            Err(_) => Err(ConnectError::Timeout(COMMAND_TIMEOUT)),
+            Ok(Err(ConnectError::Command { .. })) => Ok(None),
+            Ok(r) => r.map(|()| name),
+        }
+    }
+
     /// `STATUS` with the items that tell whether a folder moved. Never `SIZE` (async-imap cannot
     /// parse it). With a mailbox selected Dovecot answers for it too, but RFC 3501 §6.3.10 warns
     /// against it, so the poller does not keep one selected while asking.
@@ -377,18 +424,7 @@ impl Conn {
         } else {
             "(UIDVALIDITY UIDNEXT MESSAGES)"
         };
-        if self.selected.is_some() {
-            // Without UNSELECT (RFC 3691), CLOSE: after EXAMINE it expunges nothing
-            // (RFC 3501 §6.4.2), and Flagpost's watchers only ever EXAMINE.
-            let leave = if self.caps.unselect {
-                "UNSELECT"
-            } else {
-                "CLOSE"
-            };
-            self.run(leave, |_| {}).await?;
-            self.selected = None;
-            self.examined_with = None;
-        }
+        self.unselect().await?;
         let mut info = StatusInfo::default();
         let cmd = format!("STATUS {arg} {items}");
         let fut = crate::command::run(&mut self.session, &cmd, |r| {

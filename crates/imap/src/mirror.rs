@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flagpost_domain::Right;
-use flagpost_domain::sync::SyncState;
+use flagpost_domain::sync::{Checkpoint, SyncState};
 use flagpost_store::folders::{AclEntry, FolderRow};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, StatusInfo};
 use crate::connect::ConnectError;
 use crate::sync::{SyncError, sync_selected};
 use crate::watch::{Backoff, MirrorContext, watch_folder};
@@ -50,6 +50,36 @@ impl MirrorHandle {
 
 struct Watcher {
     cancel: CancellationToken,
+    /// Makes the watcher select its mailbox again (see [`cross_check`]).
+    wake: Arc<Notify>,
+}
+
+/// How long a watched folder's mirror may take to catch up with a `STATUS` that disagreed with
+/// it before its watcher is made to select the mailbox again: well above an IDLE push's delay
+/// (Dovecot's ≈ 0.5 s) plus a small sync.
+const RECHECK_GRACE: Duration = Duration::from_secs(3);
+
+/// A watched folder whose `STATUS` disagreed with its mirror at discovery.
+#[derive(Debug, Clone, Copy)]
+struct Suspect {
+    folder_id: i64,
+    status: StatusInfo,
+    /// Messages mirrored (of the checkpoint's generation) when the `STATUS` was read.
+    mirrored: i64,
+}
+
+/// Whether the server's `STATUS` of a folder is ahead of its mirror: another UIDVALIDITY, a
+/// UIDNEXT past the checkpoint's (messages the watcher never reported), or another message
+/// count. ([`recheck`] drops the count when the mirror moved meanwhile: a count that differs
+/// while changes are being applied is no sign of a missed one.)
+fn is_behind(cp: Option<Checkpoint>, status: &StatusInfo, mirrored: i64) -> bool {
+    let Some(cp) = cp else {
+        // No sync finished yet: the watcher is still on its first one.
+        return false;
+    };
+    status.uidvalidity.is_some_and(|v| v != cp.uidvalidity)
+        || matches!((status.uidnext, cp.uidnext), (Some(s), Some(c)) if s > c)
+        || status.messages.is_some_and(|m| i64::from(m) != mirrored)
 }
 
 /// Runs the mirror until `shutdown` fires; returns when every watcher has logged out.
@@ -62,10 +92,12 @@ pub async fn run_mirror(cfg: MirrorConfig, handle: MirrorHandle, shutdown: Cance
     let mut next_acl = tokio::time::Instant::now();
     let mut poller_started = false;
     let mut no_acl_noted = false;
+    let woken: Arc<std::sync::Mutex<HashMap<i64, u32>>> = Arc::default();
     loop {
         let acl_due = tokio::time::Instant::now() >= next_acl;
-        match discover(&cfg, acl_due, &mut no_acl_noted).await {
-            Ok((conn_caps_idle, folders)) => {
+        let watched: Vec<i64> = watchers.keys().copied().collect();
+        match discover(&cfg, acl_due, &mut no_acl_noted, &watched).await {
+            Ok((conn_caps_idle, folders, suspects)) => {
                 backoff.reset();
                 if acl_due {
                     next_acl = tokio::time::Instant::now() + cfg.acl_poll;
@@ -80,6 +112,18 @@ pub async fn run_mirror(cfg: MirrorConfig, handle: MirrorHandle, shutdown: Cance
                     folders,
                 )
                 .await;
+                if !suspects.is_empty() {
+                    let wakes: Vec<(Suspect, Arc<Notify>)> = suspects
+                        .into_iter()
+                        .filter_map(|s| Some((s, watchers.get(&s.folder_id)?.wake.clone())))
+                        .collect();
+                    tracker.spawn(recheck(
+                        cfg.ctx.pool.clone(),
+                        wakes,
+                        woken.clone(),
+                        shutdown.child_token(),
+                    ));
+                }
                 if !poller_started && !polled.lock().await.is_empty() {
                     poller_started = true;
                     tracker.spawn(poll_folders(
@@ -142,9 +186,14 @@ async fn discover(
     cfg: &MirrorConfig,
     acl_due: bool,
     no_acl_noted: &mut bool,
-) -> Result<(bool, Vec<FolderRow>), SyncError> {
+    watched: &[i64],
+) -> Result<(bool, Vec<FolderRow>, Vec<Suspect>), SyncError> {
     let pool = &cfg.ctx.pool;
     let mut conn = cfg.ctx.connect().await?;
+    // Who the server is decides how its ACLs read (`authenticated` is every user on Dovecot
+    // only): recorded before the ACLs, so the API's snapshot after them sees it.
+    let server = conn.server_name().await?;
+    flagpost_store::folders::record_server_name(pool, server.as_deref()).await?;
     let listed = crate::folders::list_folders(conn.session(), &cfg.patterns).await?;
     let mut rows = Vec::with_capacity(listed.len());
     for f in &listed {
@@ -185,10 +234,118 @@ async fn discover(
             }
         }
     }
+    let suspects = cross_check(&mut conn, pool, &rows, watched).await?;
     let idle = conn.caps.idle;
     conn.logout().await;
-    Ok((idle, rows))
+    Ok((idle, rows, suspects))
 }
+
+/// The safety net under IDLE: one `STATUS` per watched folder each discovery pass, compared
+/// with its mirror. A watcher that should have heard of a change but did not (a server that
+/// keeps the session on a mailbox deleted and created again, as Cyrus does, or one that
+/// misses a notification) is found here; [`recheck`] wakes it if the mirror has not caught up
+/// after a grace period.
+async fn cross_check(
+    conn: &mut Conn,
+    pool: &flagpost_store::PgPool,
+    rows: &[FolderRow],
+    watched: &[i64],
+) -> Result<Vec<Suspect>, SyncError> {
+    let mut suspects = Vec::new();
+    for row in rows.iter().filter(|r| watched.contains(&r.id)) {
+        let Some(cp) = row.checkpoint() else { continue };
+        let status = match conn.status(&row.imap_name).await {
+            Ok(s) => s,
+            Err(e @ ConnectError::Command { .. }) => {
+                // Gone since the LIST, or not for this account: the watcher will tell.
+                tracing::debug!(folder.id = row.id, error = %e, "STATUS refused");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mirrored = flagpost_store::messages::count(pool, row.id, cp.uidvalidity).await?;
+        if is_behind(Some(cp), &status, mirrored) {
+            suspects.push(Suspect {
+                folder_id: row.id,
+                status,
+                mirrored,
+            });
+        }
+    }
+    Ok(suspects)
+}
+
+/// After [`RECHECK_GRACE`], wakes the watchers whose mirror is still behind the `STATUS` that
+/// disagreed with it (a count only if the mirror has not moved since). `woken` counts the
+/// passes in a row that found a folder behind: a disagreement that selecting again does not
+/// cure (a server whose STATUS counts differently from what it shows) is reported once and
+/// then retried only every [`PERSISTENT_RETRY`] passes.
+async fn recheck(
+    pool: flagpost_store::PgPool,
+    suspects: Vec<(Suspect, Arc<Notify>)>,
+    woken: Arc<std::sync::Mutex<HashMap<i64, u32>>>,
+    cancel: CancellationToken,
+) {
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = tokio::time::sleep(RECHECK_GRACE) => {}
+    }
+    for (s, wake) in suspects {
+        let Ok(Some(row)) = flagpost_store::folders::folder(&pool, s.folder_id).await else {
+            continue;
+        };
+        let cp = row.checkpoint();
+        let mirrored = match cp {
+            Some(cp) => flagpost_store::messages::count(&pool, s.folder_id, cp.uidvalidity)
+                .await
+                .unwrap_or(s.mirrored),
+            None => continue,
+        };
+        let status = if mirrored == s.mirrored {
+            s.status
+        } else {
+            StatusInfo {
+                messages: None,
+                ..s.status
+            }
+        };
+        let behind = row.removed_at.is_none() && is_behind(cp, &status, mirrored);
+        let passes = {
+            let mut woken = woken.lock().expect("not poisoned");
+            if !behind {
+                woken.remove(&s.folder_id);
+                continue;
+            }
+            let n = woken.entry(s.folder_id).or_default();
+            *n += 1;
+            *n
+        };
+        if passes <= PERSISTENT_AFTER {
+            tracing::info!(
+                folder.id = s.folder_id,
+                server = ?s.status,
+                mirrored,
+                "the folder's mirror is behind the server's STATUS: waking its watcher"
+            );
+        } else if passes == PERSISTENT_AFTER + 1 {
+            tracing::warn!(
+                folder.id = s.folder_id,
+                server = ?s.status,
+                mirrored,
+                "the folder's mirror still disagrees with the server's STATUS after selecting \
+                 it again {PERSISTENT_AFTER} times; retrying every {PERSISTENT_RETRY} passes"
+            );
+        } else if passes % PERSISTENT_RETRY != 0 {
+            continue;
+        }
+        wake.notify_one();
+    }
+}
+
+/// Passes in a row after which a disagreement counts as persistent (see [`recheck`]).
+const PERSISTENT_AFTER: u32 = 3;
+/// How often a persistent disagreement is still acted on, in passes.
+const PERSISTENT_RETRY: u32 = 10;
 
 async fn refresh_acl(
     conn: &mut Conn,
@@ -255,14 +412,16 @@ async fn reconcile(
         // has no IDLE); beyond it, the shared poller's.
         if watchers.len() < cfg.max_idle {
             let cancel = shutdown.child_token();
+            let wake = Arc::new(Notify::new());
             tracker.spawn(watch_folder(
                 cfg.ctx.clone(),
                 f.id,
                 f.imap_name.clone(),
                 server_idle,
+                wake.clone(),
                 cancel.clone(),
             ));
-            watchers.insert(f.id, Watcher { cancel });
+            watchers.insert(f.id, Watcher { cancel, wake });
         } else {
             polled.push((f.id, f.imap_name.clone()));
         }
@@ -364,4 +523,93 @@ async fn poll_one(
     let report = sync_selected(conn, &ctx.pool, folder_id).await?;
     crate::watch::record_sync(&report);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(uidvalidity: u32, uidnext: Option<u32>) -> Option<Checkpoint> {
+        Some(Checkpoint {
+            uidvalidity,
+            highest_modseq: Some(40),
+            uidnext,
+        })
+    }
+
+    fn status(uidvalidity: u32, uidnext: u32, messages: Option<u32>) -> StatusInfo {
+        StatusInfo {
+            uidvalidity: Some(uidvalidity),
+            uidnext: Some(uidnext),
+            messages,
+            // Expunges move it without telling an IDLE client: never a sign on its own.
+            highest_modseq: Some(99),
+        }
+    }
+
+    #[test]
+    fn a_status_is_ahead_of_the_mirror_only_when_the_watcher_must_have_missed_something() {
+        let cases = [
+            // (checkpoint, status, mirrored, behind, why)
+            (
+                cp(7, Some(11)),
+                status(7, 11, Some(10)),
+                10,
+                false,
+                "in step but for HIGHESTMODSEQ",
+            ),
+            (
+                cp(7, Some(11)),
+                status(8, 1, Some(0)),
+                10,
+                true,
+                "new UIDVALIDITY",
+            ),
+            (
+                cp(7, Some(11)),
+                status(7, 12, Some(11)),
+                10,
+                true,
+                "UIDNEXT moved on",
+            ),
+            (
+                cp(7, Some(11)),
+                status(7, 11, Some(9)),
+                10,
+                true,
+                "an expunge not mirrored",
+            ),
+            (
+                cp(7, Some(12)),
+                status(7, 11, Some(10)),
+                10,
+                false,
+                "checkpoint ahead of a stale STATUS",
+            ),
+            (
+                cp(7, None),
+                status(7, 11, Some(10)),
+                10,
+                false,
+                "no UIDNEXT known",
+            ),
+            (
+                cp(7, Some(11)),
+                status(7, 11, None),
+                3,
+                false,
+                "count not asked",
+            ),
+            (
+                None,
+                status(7, 11, Some(10)),
+                0,
+                false,
+                "first sync still running",
+            ),
+        ];
+        for (cp, status, mirrored, behind, why) in cases {
+            assert_eq!(is_behind(cp, &status, mirrored), behind, "{why}");
+        }
+    }
 }

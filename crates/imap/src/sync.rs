@@ -256,10 +256,23 @@ async fn incremental(
     }
     let removed = vanished;
 
+    // UIDNEXT moves past every UID seen since: the EXAMINE's value is stale once IDLE reported
+    // new messages (with CONDSTORE each new message has a MODSEQ above `since`, so every one
+    // still on the server was in `changed`). The checkpoint commits only once all of them are
+    // in, and the mirror's STATUS cross-check compares it with the server's UIDNEXT.
+    let uidnext = [
+        sel.uidnext,
+        cp.uidnext,
+        latest.keys().max().map(|u| u.saturating_add(1)),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .filter(|_| sel.uidnext.is_some());
     let checkpoint = Checkpoint {
         uidvalidity: uv,
         highest_modseq: max_modseq,
-        uidnext: sel.uidnext,
+        uidnext,
     };
     // One transaction (one round trip) in the common case; flag changes of messages the
     // mirror lacks make those be fetched in full afterwards, and the checkpoint is written only

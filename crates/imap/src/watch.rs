@@ -7,6 +7,7 @@ use std::time::Duration;
 use flagpost_domain::sync::SyncState;
 use flagpost_store::PgPool;
 use rand::Rng;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Conn, IdleEnd};
@@ -106,12 +107,15 @@ impl WatchError {
 }
 
 /// Watches `imap_name` (folder `folder_id`) until `cancel` fires. `idle` chooses IDLE; without
-/// it (no IDLE on the server) the folder is polled on its own connection.
+/// it (no IDLE on the server) the folder is polled on its own connection. `wake` makes the
+/// watcher select the mailbox again and resync (the supervisor's `STATUS` saw the server ahead
+/// of the mirror, e.g. the mailbox was deleted and created again under the watcher's feet).
 pub async fn watch_folder(
     ctx: MirrorContext,
     folder_id: i64,
     imap_name: String,
     idle: bool,
+    wake: Arc<Notify>,
     cancel: CancellationToken,
 ) {
     let mut backoff = Backoff::new();
@@ -119,7 +123,16 @@ pub async fn watch_folder(
         flagpost_store::folders::set_sync_state(&ctx.pool, folder_id, SyncState::Connecting, None)
             .await;
     loop {
-        let result = watch_once(&ctx, folder_id, &imap_name, idle, &cancel, &mut backoff).await;
+        let result = watch_once(
+            &ctx,
+            folder_id,
+            &imap_name,
+            idle,
+            &wake,
+            &cancel,
+            &mut backoff,
+        )
+        .await;
         if cancel.is_cancelled() {
             return;
         }
@@ -171,6 +184,7 @@ async fn watch_once(
     folder_id: i64,
     imap_name: &str,
     idle: bool,
+    wake: &Notify,
     cancel: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), WatchError> {
@@ -190,10 +204,15 @@ async fn watch_once(
     };
     flagpost_store::folders::set_sync_state(&ctx.pool, folder_id, state, None).await?;
     loop {
+        let mut reselect = false;
         let changed = if use_idle {
-            match conn.idle(ctx.idle_check, cancel).await? {
+            match conn.idle(ctx.idle_check, cancel, wake).await? {
                 IdleEnd::Cancelled => break,
                 IdleEnd::Changed => true,
+                IdleEnd::Woken => {
+                    reselect = true;
+                    true
+                }
                 IdleEnd::Elapsed => {
                     // Silence: prove the link is alive (a dead one fails here and reconnects).
                     conn.noop().await?;
@@ -203,11 +222,24 @@ async fn watch_once(
         } else {
             tokio::select! {
                 _ = cancel.cancelled() => break,
+                _ = wake.notified() => reselect = true,
                 _ = tokio::time::sleep(ctx.poll_interval) => {}
             }
             conn.noop().await?;
             true
         };
+        if reselect {
+            // The selected mailbox may no longer be the one under this name (a server such
+            // as Cyrus keeps a session on a deleted mailbox): select it by name again, which
+            // also reports a new UIDVALIDITY.
+            tracing::info!(
+                folder.id = folder_id,
+                "the server's STATUS is ahead of the mirror: selecting the folder again"
+            );
+            metrics::counter!("flagpost_imap_reselects_total").increment(1);
+            conn.unselect().await?;
+            crate::sync::examine_folder(&mut conn, &ctx.pool, folder_id, imap_name).await?;
+        }
         if changed {
             let report = sync_selected(&mut conn, &ctx.pool, folder_id).await?;
             record_sync(&report);

@@ -287,3 +287,40 @@ pub async fn replace_acl(
     tx.commit().await?;
     Ok(changed)
 }
+
+/// The `settings` key of the IMAP server's name (its `ID`).
+pub const SERVER_NAME_KEY: &str = "imap_server_name";
+
+/// Records the IMAP server's name as its `ID` gave it (`None`: it did not say).
+pub async fn record_server_name(pool: &PgPool, name: Option<&str>) -> sqlx::Result<()> {
+    match name {
+        Some(name) => {
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+                 WHERE settings.value IS DISTINCT FROM EXCLUDED.value",
+            )
+            .bind(SERVER_NAME_KEY)
+            .bind(name)
+            .execute(pool)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM settings WHERE key = $1")
+                .bind(SERVER_NAME_KEY)
+                .execute(pool)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the IMAP server is known to read the ACL identifier `authenticated` as every
+/// logged-in user: Dovecot, by the name its `ID` gives. Unknown servers: no.
+pub async fn authenticated_is_everyone(pool: &PgPool) -> sqlx::Result<bool> {
+    let name: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+        .bind(SERVER_NAME_KEY)
+        .fetch_optional(pool)
+        .await?;
+    Ok(name.is_some_and(|n| n.to_ascii_lowercase().starts_with("dovecot")))
+}

@@ -4,6 +4,7 @@ mod api;
 mod bola;
 mod check;
 mod config;
+mod cyrus;
 mod dashboard;
 mod demo;
 mod feed;

@@ -230,6 +230,7 @@ async fn computed_rights_match_dovecot_myrights_on_random_acls() {
     let context = AclContext {
         owner: Some(OWNER),
         reader: Some(OWNER),
+        authenticated_is_everyone: true,
     };
 
     let mut tally = Tally::default();
@@ -441,6 +442,7 @@ async fn getacl_lists_the_owner_entry_under_the_readers_name() {
     let context = AclContext {
         owner: Some(OWNER),
         reader: Some(SERVICE_USER),
+        authenticated_is_everyone: true,
     };
     let safe = effective_rights_with(&acl, SERVICE_USER, &context);
     assert!(answer.equals(safe), "{safe:?} vs {answer}");
@@ -481,6 +483,8 @@ async fn my_rights_as(dovecot: &Dovecot, login: &str, password: &str) -> Answer 
 /// an entry of its own, and staff have their own entries. That entry is the service account's
 /// (its rights are exactly its MYRIGHTS), not the owner's listed under its name, so it does not
 /// cap anyone else: each user's `my_rights` in `GET /folders` is what MYRIGHTS tells that user.
+/// `carol` has no entry and gets `l r` from `authenticated`, which Dovecot (recognised by its
+/// `ID`) reads as every logged-in user.
 #[tokio::test]
 async fn the_service_accounts_own_entry_does_not_cap_other_users() {
     let dovecot = support_fixture().await.unwrap();
@@ -488,12 +492,21 @@ async fn the_service_accounts_own_entry_does_not_cap_other_users() {
         dovecot.add_user_ready(user, pw).await.unwrap();
         dovecot.set_acl(OWNER, FOLDER, user, rights).await.unwrap();
     }
+    dovecot.add_user_ready("carol", "carol-pw").await.unwrap();
+    dovecot
+        .set_acl(OWNER, FOLDER, "authenticated", "lr")
+        .await
+        .unwrap();
     let db = flagpost_harness::TestDatabase::create().await.unwrap();
     let serve = crate::Serve::start(&flagpost_e2e::flagpost_env(&dovecot, &db))
         .await
         .unwrap();
     let api = flagpost_e2e::http::Api::new(serve.addr);
-    for (user, pw) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+    for (user, pw) in [
+        ("alice", "alice-pw"),
+        ("bob", "bob-pw"),
+        ("carol", "carol-pw"),
+    ] {
         let mut c = client_eventually(&dovecot, user).await;
         let Answer::Rights(server) = my_rights(&mut c).await else {
             panic!("{user} has rights on {SHARED}");

@@ -1,0 +1,306 @@
+//! Flagpost against a second IMAP server: Cyrus IMAP (the harness's [`Cyrus`]), so that the
+//! mirror, the rights and the writes are not only proven on Dovecot. Cyrus differs where it
+//! matters: shared folders are plain top-level mailboxes (`shared/support/Queue`), its rights
+//! strings carry the obsolete `c`/`d`, new mailboxes get `anyone lrs`, negative entries are
+//! common, and a session keeps a mailbox selected after another client deleted it.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use flagpost_domain::Rights;
+use flagpost_e2e::http::Api;
+use flagpost_e2e::{SERVICE_USER, eventually, message, mirror_state, server_state_with};
+use flagpost_harness::{Cyrus, TestDatabase};
+use serde_json::json;
+
+use crate::Serve;
+
+const QUEUE: &str = "shared/support/Queue";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A Cyrus with the service account, the `support` owner and two agents, and the shared folder
+/// `shared/support/Queue`: `anyone lrs` (Cyrus's default), `flagpost lrswa`, `support` all but
+/// `a`, `alice lrsw`, `-bob s` (bob keeps `l r` from `anyone`, loses `s`), and
+/// `authenticated lrswi`, which on Cyrus names a user, not every logged-in one.
+async fn cyrus_fixture() -> Result<Cyrus> {
+    let cyrus = Cyrus::start().await?;
+    for (user, pw) in [
+        (SERVICE_USER, "service-pw"),
+        ("support", "support-pw"),
+        ("alice", "alice-pw"),
+        ("bob", "bob-pw"),
+    ] {
+        cyrus.add_user(user, pw).await?;
+    }
+    cyrus
+        .admin(&[
+            "CREATE shared",
+            "CREATE shared/support",
+            "CREATE shared/support/Queue",
+            "SETACL shared/support/Queue flagpost lrswa",
+            "SETACL shared/support/Queue support lrswipkxte",
+            "SETACL shared/support/Queue alice lrsw",
+            "SETACL shared/support/Queue -bob s",
+            // Not a special identifier on Cyrus (RFC 4314 leaves it to the server): only a
+            // user of that name would get these rights, bob does not.
+            "SETACL shared/support/Queue authenticated lrswi",
+        ])
+        .await?;
+    Ok(cyrus)
+}
+
+fn env(cyrus: &Cyrus, db: &TestDatabase) -> Vec<(&'static str, String)> {
+    vec![
+        ("FLAGPOST_DATABASE_URL", db.url()),
+        ("FLAGPOST_IMAP_HOST", "localhost".to_owned()),
+        ("FLAGPOST_IMAP_PORT", cyrus.imaps_port().to_string()),
+        ("FLAGPOST_IMAP_TLS", "implicit".to_owned()),
+        (
+            "FLAGPOST_IMAP_CA_FILE",
+            cyrus.ca_file().display().to_string(),
+        ),
+        ("FLAGPOST_IMAP_USER", SERVICE_USER.to_owned()),
+        ("FLAGPOST_IMAP_PASSWORD", "service-pw".to_owned()),
+        ("FLAGPOST_FOLDERS", "shared/support/*".to_owned()),
+        ("FLAGPOST_ADMINS", Cyrus::ADMIN.to_owned()),
+        ("FLAGPOST_FOLDER_POLL_SECS", "1".to_owned()),
+        ("FLAGPOST_ACL_POLL_SECS", "1".to_owned()),
+    ]
+}
+
+/// Waits until the mirror of `QUEUE` equals what `support` sees on the server.
+async fn wait_equal(cyrus: &Cyrus, pool: &sqlx::PgPool, what: &str) -> Result<()> {
+    let last = std::sync::Mutex::new(String::new());
+    let r = eventually(WAIT, what, || async {
+        let server = server_state_with(cyrus.client("support").await?, QUEUE).await?;
+        let mirror = mirror_state(pool, QUEUE).await?;
+        *last.lock().unwrap() = format!("server: {server:?}\nmirror: {mirror:?}");
+        Ok((server == mirror).then_some(()))
+    })
+    .await;
+    r.map_err(|e| anyhow::anyhow!("{e}\n{}", last.lock().unwrap()))
+}
+
+/// What Cyrus's own `MYRIGHTS` grants `user` on `QUEUE`, in Flagpost's letters (`c`/`d`
+/// dropped, as the contract's rights strings do).
+async fn myrights(cyrus: &Cyrus, user: &str) -> Result<String> {
+    let mut c = cyrus.client(user).await?;
+    let r = c.command_ok(&format!("MYRIGHTS {QUEUE}")).await?;
+    c.logout().await;
+    let Some(line) = r.untagged.iter().find(|l| l.starts_with("MYRIGHTS ")) else {
+        bail!("no MYRIGHTS in {:?}", r.untagged);
+    };
+    let letters = line
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .trim_matches('"');
+    Ok(Rights::from_server(letters).to_string())
+}
+
+/// The caller's `my_rights` on the only folder it sees.
+async fn listed_rights(api: &Api, token: &str) -> Result<(String, String)> {
+    let r = api.get("/api/v1/folders", token).await?;
+    let folders = r.json["folders"].as_array().cloned().unwrap_or_default();
+    let [f] = folders.as_slice() else {
+        bail!("expected one folder, got {}", r.text);
+    };
+    Ok((
+        f["id"].as_str().unwrap_or_default().to_owned(),
+        f["my_rights"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn a_cyrus_server_is_mirrored_live_and_rights_and_writes_follow_its_acl() -> Result<()> {
+    let cyrus = cyrus_fixture().await?;
+    let db = TestDatabase::create().await?;
+    let mut support = cyrus.client("support").await?;
+    let first = support
+        .append(
+            QUEUE,
+            "",
+            &message("Printer on fire", "Ann <ann@example.org>"),
+        )
+        .await?;
+    let second = support
+        .append(
+            QUEUE,
+            "\\Flagged",
+            &message("Refund", "Ben <ben@example.org>"),
+        )
+        .await?;
+    support.logout().await;
+
+    let serve = Serve::start(&env(&cyrus, &db)).await?;
+    let pool = flagpost_store::connect(&db.url(), Duration::from_secs(5)).await?;
+    wait_equal(&cyrus, &pool, "the first sync of the Cyrus folder").await?;
+
+    // Another client's changes arrive through IDLE: a flag set by an agent, an expunge.
+    let mut alice = cyrus.client("alice").await?;
+    alice.command_ok(&format!("SELECT {QUEUE}")).await?;
+    alice
+        .command_ok(&format!("UID STORE {first} +FLAGS (\\Answered)"))
+        .await?;
+    alice.logout().await;
+    wait_equal(&cyrus, &pool, "alice's \\Answered").await?;
+    let mut support = cyrus.client("support").await?;
+    support.command_ok(&format!("SELECT {QUEUE}")).await?;
+    support
+        .command_ok(&format!("UID STORE {second} +FLAGS (\\Deleted)"))
+        .await?;
+    support.command_ok(&format!("UID EXPUNGE {second}")).await?;
+    support.logout().await;
+    wait_equal(&cyrus, &pool, "the expunge").await?;
+    let state: String = sqlx::query_scalar("SELECT sync_state FROM folders WHERE imap_name = $1")
+        .bind(QUEUE)
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(state, "live", "watched through IDLE, not polled");
+
+    // Rights: what the API computes from Cyrus's ACL is what Cyrus's MYRIGHTS says.
+    let api = Api::new(serve.addr);
+    for (user, pw) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+        let token = api.login(user, pw).await?;
+        let expected = myrights(&cyrus, user).await?;
+        let (_, listed) = listed_rights(&api, &token).await?;
+        assert_eq!(
+            listed, expected,
+            "{user}'s my_rights against Cyrus's MYRIGHTS"
+        );
+    }
+    assert_eq!(
+        myrights(&cyrus, "bob").await?,
+        "lr",
+        "the fixture's -bob s applies"
+    );
+
+    // An admin changes bob's entry through the API: SETACL on Cyrus, then the mirror.
+    let admin = api
+        .login(Cyrus::ADMIN, &cyrus.password(Cyrus::ADMIN)?)
+        .await?;
+    let (id, _) = listed_rights(&api, &admin).await?;
+    let r = api
+        .send(
+            "PUT",
+            &format!("/api/v1/folders/{id}/acl/bob"),
+            Some(&admin),
+            Some(&json!({"rights": "lrw"})),
+            &[],
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        myrights(&cyrus, "bob").await?,
+        "lrw",
+        "Cyrus applied the SETACL"
+    );
+    let bob = api.login("bob", "bob-pw").await?;
+    eventually(WAIT, "bob's new rights in the API", || async {
+        Ok((listed_rights(&api, &bob).await?.1 == "lrw").then_some(()))
+    })
+    .await?;
+
+    // With `w`, bob flags the message through the API: UID STORE on Cyrus.
+    let msgs = api
+        .get(&format!("/api/v1/messages?folder={id}"), &bob)
+        .await?;
+    let mid = msgs.json["messages"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = api
+        .send(
+            "PATCH",
+            &format!("/api/v1/messages/{mid}"),
+            Some(&bob),
+            Some(&json!({"flagged": true})),
+            &[],
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let server = server_state_with(cyrus.client("support").await?, QUEUE).await?;
+    assert!(
+        server[&first].contains("\\Flagged") && server[&first].contains("\\Answered"),
+        "the STORE reached Cyrus: {server:?}"
+    );
+    // And `s` stays refused: bob's negative entry still takes it away.
+    let r = api
+        .send(
+            "PATCH",
+            &format!("/api/v1/messages/{mid}"),
+            Some(&bob),
+            Some(&json!({"seen": true})),
+            &[],
+        )
+        .await?;
+    assert_eq!(r.status, 403, "{}", r.text);
+    serve.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_mailbox_deleted_and_created_again_under_a_live_watcher_is_mirrored_anew() -> Result<()> {
+    // Cyrus keeps the watcher's session on the deleted mailbox (no BYE, no untagged NO) and its
+    // IDLE then reports nothing about the new one under the same name: only Flagpost's STATUS
+    // cross-check at each discovery pass can notice the new UIDVALIDITY.
+    let cyrus = cyrus_fixture().await?;
+    let db = TestDatabase::create().await?;
+    let mut support = cyrus.client("support").await?;
+    for subject in ["Old one", "Old two"] {
+        support
+            .append(QUEUE, "", &message(subject, "Ann <ann@example.org>"))
+            .await?;
+    }
+    support.logout().await;
+    let serve = Serve::start(&env(&cyrus, &db)).await?;
+    let pool = flagpost_store::connect(&db.url(), Duration::from_secs(5)).await?;
+    wait_equal(&cyrus, &pool, "the first sync").await?;
+    let before: i64 = sqlx::query_scalar("SELECT uidvalidity FROM folders WHERE imap_name = $1")
+        .bind(QUEUE)
+        .fetch_one(&pool)
+        .await?;
+
+    cyrus
+        .admin(&[
+            // Cyrus admins may delete only with `x` of their own.
+            "SETACL shared/support/Queue cyrus x",
+            "DELETE shared/support/Queue",
+            "CREATE shared/support/Queue",
+            "SETACL shared/support/Queue flagpost lrswa",
+            "SETACL shared/support/Queue support lrswipkxte",
+        ])
+        .await?;
+    let mut support = cyrus.client("support").await?;
+    support
+        .append(
+            QUEUE,
+            "\\Answered",
+            &message("New one", "Cy <cy@example.org>"),
+        )
+        .await?;
+    support.logout().await;
+
+    wait_equal(&cyrus, &pool, "the new mailbox's message")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\nflagpost log:\n{}", serve.log_text()))?;
+    let (after, resets): (i64, i64) = sqlx::query_as(
+        "SELECT f.uidvalidity, (SELECT count(*) FROM events e WHERE e.folder_id = f.id AND e.type = 'folder.reset')
+         FROM folders f WHERE f.imap_name = $1",
+    )
+    .bind(QUEUE)
+    .fetch_one(&pool)
+    .await?;
+    assert_ne!(after, before, "the mirror moved to the new UIDVALIDITY");
+    assert_eq!(resets, 1, "one folder.reset for the new generation");
+    let subjects: Vec<String> = sqlx::query_scalar(
+        "SELECT m.subject FROM messages m JOIN folders f ON f.id = m.folder_id
+         WHERE f.imap_name = $1 ORDER BY m.uid",
+    )
+    .bind(QUEUE)
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(subjects, ["New one"], "only the new generation is mirrored");
+    serve.stop().await?;
+    Ok(())
+}
