@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use flagpost_domain::acl::AclDialect;
 use flagpost_domain::{Right, Rights};
 use flagpost_store::api::FolderAcl;
 
@@ -20,22 +21,18 @@ use crate::error::ApiError;
 pub struct Access {
     folders: HashMap<i64, FolderAcl>,
     service_user: Arc<str>,
-    /// Whether the server reads `authenticated` as every logged-in user (Dovecot).
-    authenticated_is_everyone: bool,
+    /// Whose ACL rules the server follows (from its `ID`).
+    dialect: AclDialect,
 }
 
 impl Access {
     /// A snapshot of `folders`, where `service_user` is the account that watches them, on a
-    /// server that does (Dovecot) or may not read `authenticated` as every logged-in user.
-    pub fn new(
-        folders: Vec<FolderAcl>,
-        service_user: Arc<str>,
-        authenticated_is_everyone: bool,
-    ) -> Access {
+    /// server whose ACL rules are `dialect`'s.
+    pub fn new(folders: Vec<FolderAcl>, service_user: Arc<str>, dialect: AclDialect) -> Access {
         Access {
             folders: folders.into_iter().map(|f| (f.folder_id, f)).collect(),
             service_user,
-            authenticated_is_everyone,
+            dialect,
         }
     }
 
@@ -82,7 +79,7 @@ impl Access {
         let context = flagpost_domain::acl::AclContext {
             owner: None,
             reader: (!own_entry).then_some(&*self.service_user),
-            authenticated_is_everyone: self.authenticated_is_everyone,
+            dialect: self.dialect,
         };
         flagpost_domain::acl::effective_rights_with(&entries, username, &context)
     }

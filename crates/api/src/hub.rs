@@ -140,7 +140,7 @@ impl Hub {
                 access: RwLock::new(Arc::new(Access::new(
                     Vec::new(),
                     service_user.clone(),
-                    false,
+                    flagpost_domain::acl::AclDialect::Unknown,
                 ))),
                 service_user,
                 credentials: crate::auth::CredentialCache::default(),
@@ -192,8 +192,12 @@ impl Hub {
     /// Reads the ACL snapshot from the database.
     pub async fn load_access(&self, pool: &PgPool) -> sqlx::Result<Arc<Access>> {
         let acls = flagpost_store::api::acl_snapshot(pool).await?;
-        let everyone = flagpost_store::folders::authenticated_is_everyone(pool).await?;
-        let access = Arc::new(Access::new(acls, self.inner.service_user.clone(), everyone));
+        let server = flagpost_store::folders::server_name(pool).await?;
+        let access = Arc::new(Access::new(
+            acls,
+            self.inner.service_user.clone(),
+            flagpost_domain::acl::AclDialect::from_server_name(server.as_deref()),
+        ));
         *self.inner.access.write().unwrap_or_else(|p| p.into_inner()) = access.clone();
         Ok(access)
     }

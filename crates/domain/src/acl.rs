@@ -61,8 +61,8 @@
 //! `anyone`/`authenticated`/`owner` or another server's special name (Courier's `authuser`,
 //! `anonymous`, `administrators`). Courier's and Dovecot's files' `user=alice` is the user
 //! `alice`. `authenticated` itself is every logged-in user only where the server is known to
-//! read it so ([`AclContext::authenticated_is_everyone`]: Dovecot, recognised by its `ID`); RFC
-//! 4314 does not define it, and Cyrus takes it for a user name. A
+//! read it so (Dovecot, recognised by its `ID`: [`AclDialect`]); RFC 4314 does not define it,
+//! and Cyrus takes it for a user name. A
 //! *Maybe* entry never grants: its negative rights are always removed, and its positive rights,
 //! when its class could override the user's most specific positive class, bound the result from
 //! above (it might replace it). Grant less, never more.
@@ -202,7 +202,7 @@ impl<'a> Identifier<'a> {
             // Flagpost's principals are always logged-in IMAP users, but only some servers
             // (Dovecot) read `authenticated` as "every logged-in user"; RFC 4314 leaves it to
             // the implementation, and Cyrus takes it for a user of that name.
-            IdentifierKind::Authenticated if context.authenticated_is_everyone => Applies::Yes,
+            IdentifierKind::Authenticated if context.dialect == AclDialect::Dovecot => Applies::Yes,
             IdentifierKind::Authenticated => Applies::Maybe,
             IdentifierKind::Group | IdentifierKind::GroupOverride => Applies::Maybe,
             IdentifierKind::Owner => owner_applies(user, context),
@@ -260,20 +260,45 @@ pub struct AclContext<'a> {
     /// The user whose GETACL produced the entries (the service account), if known. See the
     /// module docs: Dovecot 2.3 may list the `owner` entry under this name.
     pub reader: Option<&'a str>,
-    /// Whether the server reads `authenticated` as every logged-in user (Dovecot does). RFC
-    /// 4314 does not define it; elsewhere (Cyrus) it is a plain user name. When false, an
-    /// `authenticated` entry only might apply: it never grants and always removes.
-    pub authenticated_is_everyone: bool,
+    /// Whose rules the server follows, as far as Flagpost can tell.
+    pub dialect: AclDialect,
 }
 
 impl AclContext<'static> {
-    /// What Flagpost knows of a Dovecot server's ACLs before any folder detail:
-    /// `authenticated` is every logged-in user.
+    /// What Flagpost knows of a Dovecot server's ACLs before any folder detail.
     pub const DOVECOT: AclContext<'static> = AclContext {
         owner: None,
         reader: None,
-        authenticated_is_everyone: true,
+        dialect: AclDialect::Dovecot,
     };
+}
+
+/// Which rules a server applies to its ACLs, told by the name its `ID` gives (RFC 2971).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum AclDialect {
+    /// Not known: `authenticated` only might apply, and the rights are within both rules.
+    #[default]
+    Unknown,
+    /// Dovecot (`ID` name `Dovecot…`): `authenticated` is every logged-in user, the most
+    /// specific class replaces the others (module docs); rights are within both rules.
+    Dovecot,
+    /// RFC 4314's union rule as Cyrus applies it (`ID` name `Cyrus…`): every matching entry
+    /// adds, every matching negative entry removes; `authenticated` is a user name.
+    Rfc4314,
+}
+
+impl AclDialect {
+    /// The dialect of a server that gave `name` in its `ID` response.
+    pub fn from_server_name(name: Option<&str>) -> AclDialect {
+        let name = name.unwrap_or_default().trim().to_ascii_lowercase();
+        if name.starts_with("dovecot") {
+            AclDialect::Dovecot
+        } else if name.starts_with("cyrus") {
+            AclDialect::Rfc4314
+        } else {
+            AclDialect::Unknown
+        }
+    }
 }
 
 /// Names that are special identifiers on some server: RFC 4314's own (in another case),
@@ -440,18 +465,23 @@ pub fn rfc4314_rights_with(acl: &[AclEntry], user: &str, context: &AclContext<'_
 /// The rights Flagpost grants `user` on a folder with this ACL: the intersection of
 /// [`dovecot_rights`] and [`rfc4314_rights`], so never more than the IMAP server grants
 /// (module docs). Nothing is known about the owner or the reader of the ACL, nor about the
-/// server: `authenticated` only might apply.
+/// server: `authenticated` only might apply. [`effective_rights_with`] takes what is known.
 pub fn effective_rights(acl: &[AclEntry], user: &str) -> Rights {
     effective_rights_with(acl, user, &AclContext::default())
 }
 
 /// [`effective_rights`] with what is known about the folder (its owner, the user whose GETACL
-/// produced `acl`).
+/// produced `acl`) and the server: on a server known to apply RFC 4314's union rule (Cyrus)
+/// that rule alone, so an entry of the user's own adds to `anyone`'s instead of replacing it;
+/// elsewhere the intersection of both rules.
 pub fn effective_rights_with(acl: &[AclEntry], user: &str, context: &AclContext<'_>) -> Rights {
-    intersect(
-        dovecot_rights_with(acl, user, context),
-        rfc4314_rights_with(acl, user, context),
-    )
+    let rfc = rfc4314_rights_with(acl, user, context);
+    match context.dialect {
+        AclDialect::Rfc4314 => rfc,
+        AclDialect::Dovecot | AclDialect::Unknown => {
+            intersect(dovecot_rights_with(acl, user, context), rfc)
+        }
+    }
 }
 
 fn intersect(a: Rights, b: Rights) -> Rights {
@@ -648,6 +678,40 @@ mod tests {
     }
 
     #[test]
+    fn the_dialect_follows_the_servers_id_name() {
+        for (name, dialect) in [
+            (Some("Dovecot"), AclDialect::Dovecot),
+            (Some("Dovecot Pro"), AclDialect::Dovecot),
+            (Some("Cyrus IMAPD"), AclDialect::Rfc4314),
+            (Some("Stalwart"), AclDialect::Unknown),
+            (Some(""), AclDialect::Unknown),
+            (None, AclDialect::Unknown),
+        ] {
+            assert_eq!(AclDialect::from_server_name(name), dialect, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn on_a_union_rule_server_an_own_entry_adds_to_anyone() {
+        // Measured on Cyrus 3.6: `anyone lrw`, `alice s`, `-bob w` → alice `lrsw`, bob `lr`.
+        let cyrus = AclContext {
+            dialect: AclDialect::Rfc4314,
+            ..AclContext::default()
+        };
+        let a = acl("anyone lrw alice s -bob w");
+        assert_eq!(effective_rights_with(&a, "alice", &cyrus), r("lrsw"));
+        assert_eq!(effective_rights_with(&a, "bob", &cyrus), r("lr"));
+        // Where the server is not known, the stricter of both rules.
+        assert_eq!(effective_rights(&a, "alice"), r("s"));
+        // Groups and look-alike names still never grant, and always remove.
+        let a = acl("anyone lr group:staff w -Alice r");
+        assert_eq!(effective_rights_with(&a, "alice", &cyrus), r("l"));
+        // `authenticated` is a user name there.
+        let a = acl("authenticated lrs");
+        assert_eq!(effective_rights_with(&a, "bob", &cyrus), r(""));
+    }
+
+    #[test]
     fn authenticated_grants_only_where_the_server_is_known_to_mean_every_user() {
         // Measured on Cyrus 3.6: with `authenticated lrs` (and no other entry for bob), bob's
         // MYRIGHTS is empty: `authenticated` is just a user name there.
@@ -741,12 +805,12 @@ mod tests {
         let owned = AclContext {
             owner: Some("support"),
             reader: None,
-            authenticated_is_everyone: true,
+            dialect: AclDialect::Dovecot,
         };
         let read = AclContext {
             owner: Some("support"),
             reader: Some("flagpost"),
-            authenticated_is_everyone: true,
+            dialect: AclDialect::Dovecot,
         };
         let cases: &[(&str, &str, &AclContext<'_>, Applies)] = &[
             ("anyone", "alice", &none, Applies::Yes),
@@ -786,7 +850,7 @@ mod tests {
         let read = AclContext {
             owner: Some("support"),
             reader: Some("flagpost"),
-            authenticated_is_everyone: true,
+            dialect: AclDialect::Dovecot,
         };
         assert_eq!(effective_rights_with(&a, "flagpost", D), r("lrswa"));
         assert_eq!(effective_rights_with(&a, "flagpost", &read), r("lra"));
@@ -796,7 +860,7 @@ mod tests {
         let owned = AclContext {
             owner: Some("support"),
             reader: None,
-            authenticated_is_everyone: true,
+            dialect: AclDialect::Dovecot,
         };
         assert_eq!(effective_rights(&a, "alice"), r("lr"));
         assert_eq!(effective_rights_with(&a, "alice", &owned), r("lrsw"));

@@ -14,8 +14,9 @@ pub mod rights;
 pub mod sync;
 
 pub use acl::{
-    AclContext, AclEntry, Applies, Identifier, IdentifierKind, dovecot_rights, dovecot_rights_with,
-    effective_rights, effective_rights_with, rfc4314_rights, rfc4314_rights_with,
+    AclContext, AclDialect, AclEntry, Applies, Identifier, IdentifierKind, dovecot_rights,
+    dovecot_rights_with, effective_rights, effective_rights_with, rfc4314_rights,
+    rfc4314_rights_with,
 };
 pub use mailbox_name::{decode_mailbox_name, encode_mailbox_name};
 pub use message::{Flags, Status};

@@ -106,6 +106,27 @@ pub async fn capabilities(session: &mut Session) -> Result<Vec<String>, ConnectE
     Ok(caps)
 }
 
+/// The server's own name from `ID NIL` (RFC 2971), e.g. `Dovecot` or `Cyrus IMAPD`; `None` when
+/// the server refuses the command or does not say. Ask only where `ID` is offered.
+pub async fn server_name(session: &mut Session) -> Result<Option<String>, ConnectError> {
+    let mut name = None;
+    let r = run(session, "ID NIL", |r| {
+        if let Response::Id(Some(fields)) = r {
+            // Field names are case-insensitive (RFC 2971 §3.3).
+            name = fields
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("name"))
+                .map(|(_, v)| v.to_string());
+        }
+    })
+    .await;
+    match r {
+        Ok(()) => Ok(name),
+        Err(ConnectError::Command { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

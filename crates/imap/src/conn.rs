@@ -397,20 +397,14 @@ impl Conn {
         if !self.caps.id {
             return Ok(None);
         }
-        let mut name = None;
-        let fut = crate::command::run(&mut self.session, "ID NIL", |r| {
-            if let Response::Id(Some(fields)) = r {
-                // Field names are case-insensitive (RFC 2971 §3.3).
-                name = fields
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("name"))
-                    .map(|(_, v)| v.to_string());
-            }
-        });
-        match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+        match tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            crate::command::server_name(&mut self.session),
+        )
+        .await
+        {
             Err(_) => Err(ConnectError::Timeout(COMMAND_TIMEOUT)),
-            Ok(Err(ConnectError::Command { .. })) => Ok(None),
-            Ok(r) => r.map(|()| name),
+            Ok(r) => r,
         }
     }
 

@@ -120,6 +120,23 @@ async fn report_imap(
 ) -> Result<(), flagpost_imap::ConnectError> {
     let caps = flagpost_imap::command::capabilities(session).await?;
     println!("{:<13} {}", "capabilities", caps.join(" "));
+    let name = if caps.iter().any(|c| c.eq_ignore_ascii_case("ID")) {
+        flagpost_imap::command::server_name(session).await?
+    } else {
+        None
+    };
+    let rules = match flagpost_domain::acl::AclDialect::from_server_name(name.as_deref()) {
+        flagpost_domain::acl::AclDialect::Dovecot => "Dovecot's ACL rules",
+        flagpost_domain::acl::AclDialect::Rfc4314 => "RFC 4314's union rule (Cyrus)",
+        flagpost_domain::acl::AclDialect::Unknown => {
+            "not recognised: only rights both Dovecot's and RFC 4314's rules allow"
+        }
+    };
+    println!(
+        "{:<13} {} ({rules})",
+        "server",
+        name.as_deref().unwrap_or("(no ID)")
+    );
     for (cap, without) in WANTED {
         if !caps.iter().any(|c| c.eq_ignore_ascii_case(cap)) {
             println!(

@@ -315,12 +315,10 @@ pub async fn record_server_name(pool: &PgPool, name: Option<&str>) -> sqlx::Resu
     Ok(())
 }
 
-/// Whether the IMAP server is known to read the ACL identifier `authenticated` as every
-/// logged-in user: Dovecot, by the name its `ID` gives. Unknown servers: no.
-pub async fn authenticated_is_everyone(pool: &PgPool) -> sqlx::Result<bool> {
-    let name: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+/// The IMAP server's name as its `ID` last gave it, if it did.
+pub async fn server_name(pool: &PgPool) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
         .bind(SERVER_NAME_KEY)
         .fetch_optional(pool)
-        .await?;
-    Ok(name.is_some_and(|n| n.to_ascii_lowercase().starts_with("dovecot")))
+        .await
 }

@@ -51,6 +51,13 @@ async fn check_prints_capabilities_folders_and_the_a_right_per_folder() {
         stdout.contains("implicit TLS, certificate verified"),
         "{stdout}"
     );
+    // The server is recognised by its ID, which decides how its ACLs are read.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("server") && l.contains("Dovecot (Dovecot's ACL rules)")),
+        "{stdout}"
+    );
     assert!(stdout.contains("folders       2 match"), "{stdout}");
     let line = |name: &str| {
         stdout

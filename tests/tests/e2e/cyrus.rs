@@ -21,7 +21,8 @@ const WAIT: Duration = Duration::from_secs(20);
 /// A Cyrus with the service account, the `support` owner and two agents, and the shared folder
 /// `shared/support/Queue`: `anyone lrs` (Cyrus's default), `flagpost lrswa`, `support` all but
 /// `a`, `alice lrsw`, `-bob s` (bob keeps `l r` from `anyone`, loses `s`), and
-/// `authenticated lrswi`, which on Cyrus names a user, not every logged-in one.
+/// `authenticated lrswi`, which on Cyrus names a user, not every logged-in one, and `carol w`
+/// (carol: `anyone`'s `l r s` plus `w`).
 async fn cyrus_fixture() -> Result<Cyrus> {
     let cyrus = Cyrus::start().await?;
     for (user, pw) in [
@@ -29,6 +30,7 @@ async fn cyrus_fixture() -> Result<Cyrus> {
         ("support", "support-pw"),
         ("alice", "alice-pw"),
         ("bob", "bob-pw"),
+        ("carol", "carol-pw"),
     ] {
         cyrus.add_user(user, pw).await?;
     }
@@ -41,6 +43,9 @@ async fn cyrus_fixture() -> Result<Cyrus> {
             "SETACL shared/support/Queue support lrswipkxte",
             "SETACL shared/support/Queue alice lrsw",
             "SETACL shared/support/Queue -bob s",
+            // RFC 4314's union rule: carol's own entry adds to `anyone`'s (Dovecot's rule
+            // would let it replace them).
+            "SETACL shared/support/Queue carol w",
             // Not a special identifier on Cyrus (RFC 4314 leaves it to the server): only a
             // user of that name would get these rights, bob does not.
             "SETACL shared/support/Queue authenticated lrswi",
@@ -132,6 +137,16 @@ async fn a_cyrus_server_is_mirrored_live_and_rights_and_writes_follow_its_acl() 
         .await?;
     support.logout().await;
 
+    // `check` recognises the server by its ID, and with it the rule its ACLs follow.
+    let out = crate::run_flagpost(&["check"], &env(&cyrus, &db)).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("server")
+            && l.contains("Cyrus IMAPD (RFC 4314's union rule (Cyrus))")),
+        "{stdout}"
+    );
+
     let serve = Serve::start(&env(&cyrus, &db)).await?;
     let pool = flagpost_store::connect(&db.url(), Duration::from_secs(5)).await?;
     wait_equal(&cyrus, &pool, "the first sync of the Cyrus folder").await?;
@@ -160,7 +175,11 @@ async fn a_cyrus_server_is_mirrored_live_and_rights_and_writes_follow_its_acl() 
 
     // Rights: what the API computes from Cyrus's ACL is what Cyrus's MYRIGHTS says.
     let api = Api::new(serve.addr);
-    for (user, pw) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+    for (user, pw) in [
+        ("alice", "alice-pw"),
+        ("bob", "bob-pw"),
+        ("carol", "carol-pw"),
+    ] {
         let token = api.login(user, pw).await?;
         let expected = myrights(&cyrus, user).await?;
         let (_, listed) = listed_rights(&api, &token).await?;
@@ -173,6 +192,11 @@ async fn a_cyrus_server_is_mirrored_live_and_rights_and_writes_follow_its_acl() 
         myrights(&cyrus, "bob").await?,
         "lr",
         "the fixture's -bob s applies"
+    );
+    assert_eq!(
+        myrights(&cyrus, "carol").await?,
+        "lrsw",
+        "Cyrus adds carol's entry up"
     );
 
     // An admin changes bob's entry through the API: SETACL on Cyrus, then the mirror.
@@ -302,5 +326,150 @@ async fn a_mailbox_deleted_and_created_again_under_a_live_watcher_is_mirrored_an
     .await?;
     assert_eq!(subjects, ["New one"], "only the new generation is mirrored");
     serve.stop().await?;
+    Ok(())
+}
+
+/// Identifiers of the random Cyrus ACLs that Flagpost resolves: the checked users, a user that
+/// does not exist, and `anyone`.
+const CYRUS_RESOLVABLE: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "anyone"];
+/// Ones it cannot: a group, a case variant of a user, and names special on other servers
+/// (`authenticated` is a user name on Cyrus, `anonymous` its anonymous login).
+const CYRUS_UNRESOLVABLE: [&str; 4] = ["group:staff", "Alice", "authenticated", "anonymous"];
+const CYRUS_USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+
+/// RFC 4314's union rule on a second server, many times over: random ACLs on one Cyrus folder
+/// (1–6 entries over users, `anyone`, negatives, random letters of `lrswipkxtea`, and in about a
+/// third of the rounds identifiers Flagpost cannot resolve). For each round and user, the rights
+/// Flagpost computes from the folder's GETACL, as the API does for a Cyrus server, never exceed
+/// what Cyrus's own MYRIGHTS says, and equal it when every entry is resolvable. Cyrus answers
+/// MYRIGHTS with NO for a user without `l`: Flagpost must not grant `l` then. The seed is
+/// printed; `FLAGPOST_CYRUS_RIGHTS_SEED` replays a run, `FLAGPOST_CYRUS_RIGHTS_ROUNDS` sets the
+/// number of rounds (default 300).
+#[tokio::test]
+async fn random_acls_on_cyrus_give_exactly_its_myrights() -> Result<()> {
+    use flagpost_domain::Right;
+    use flagpost_domain::acl::{AclContext, AclDialect, AclEntry, effective_rights_with};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    let seed: u64 = std::env::var("FLAGPOST_CYRUS_RIGHTS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    let rounds: usize = std::env::var("FLAGPOST_CYRUS_RIGHTS_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    println!("cyrus rights seed: {seed} (FLAGPOST_CYRUS_RIGHTS_SEED={seed}), {rounds} rounds");
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let cyrus = Cyrus::start().await?;
+    for user in CYRUS_USERS {
+        cyrus.add_user(user, &format!("{user}-pw")).await?;
+    }
+    let folder = "shared/rights";
+    cyrus
+        .admin(&[
+            &format!("CREATE {folder}"),
+            &format!("DELETEACL {folder} anyone"),
+        ])
+        .await?;
+    let mut admin = cyrus.client(Cyrus::ADMIN).await?;
+    let mut sessions = Vec::new();
+    for user in CYRUS_USERS {
+        sessions.push((user, cyrus.client(user).await?));
+    }
+    let context = AclContext {
+        dialect: AclDialect::Rfc4314,
+        ..AclContext::default()
+    };
+    let letters = "lrswipkxtea";
+    let (mut pairs, mut exact, mut hidden) = (0usize, 0usize, 0usize);
+    let mut previous: Vec<String> = Vec::new();
+    for round in 0..rounds {
+        let unresolvable = rng.random_bool(0.3);
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for _ in 0..rng.random_range(1..=6) {
+            let base = if unresolvable && rng.random_bool(0.4) {
+                CYRUS_UNRESOLVABLE[rng.random_range(0..CYRUS_UNRESOLVABLE.len())]
+            } else {
+                CYRUS_RESOLVABLE[rng.random_range(0..CYRUS_RESOLVABLE.len())]
+            };
+            let sign = if rng.random_bool(0.3) { "-" } else { "" };
+            let mut rights: String = letters.chars().filter(|_| rng.random_bool(0.45)).collect();
+            if rights.is_empty() {
+                rights.push('l');
+            }
+            wanted.retain(|(id, _)| *id != format!("{sign}{base}"));
+            wanted.push((format!("{sign}{base}"), rights));
+        }
+        for id in previous.drain(..) {
+            admin
+                .command_ok(&format!("DELETEACL {folder} {id}"))
+                .await?;
+        }
+        for (id, rights) in &wanted {
+            admin
+                .command_ok(&format!("SETACL {folder} {id} {rights}"))
+                .await?;
+            previous.push(id.clone());
+        }
+        let r = admin.command_ok(&format!("GETACL {folder}")).await?;
+        let line = r
+            .untagged
+            .iter()
+            .find(|l| l.starts_with("ACL "))
+            .cloned()
+            .unwrap_or_default();
+        let words: Vec<&str> = line.split_whitespace().skip(2).collect();
+        let acl: Vec<AclEntry> = words
+            .chunks(2)
+            .map(|c| AclEntry::from_server(c[0], c.get(1).copied().unwrap_or_default()))
+            .collect();
+        let resolvable = acl.iter().all(|e| {
+            let id = e.identifier.trim_start_matches('-');
+            CYRUS_RESOLVABLE.contains(&id)
+        });
+        for (user, session) in sessions.iter_mut() {
+            let computed = effective_rights_with(&acl, user, &context);
+            let answer = session.command(&format!("MYRIGHTS {folder}")).await?;
+            pairs += 1;
+            let why = format!("round {round}, {user}, ACL {line:?} (seed {seed})");
+            if !answer.is_ok() {
+                // No `l`: Cyrus hides the folder, so must Flagpost.
+                hidden += 1;
+                assert!(
+                    !computed.contains(Right::Lookup),
+                    "{why}: computed {computed} where Cyrus says the folder does not exist"
+                );
+                continue;
+            }
+            let line = answer
+                .untagged
+                .iter()
+                .find(|l| l.starts_with("MYRIGHTS "))
+                .cloned()
+                .unwrap_or_default();
+            let server = Rights::from_server(line.rsplit(' ').next().unwrap_or_default());
+            assert_eq!(
+                computed.minus(server),
+                Rights::NONE,
+                "{why}: computed {computed} exceeds MYRIGHTS {server}"
+            );
+            if resolvable {
+                assert_eq!(computed, server, "{why}: resolvable, yet not MYRIGHTS");
+                exact += 1;
+            }
+        }
+    }
+    println!("{pairs} user/ACL pairs, {exact} checked for equality, {hidden} hidden by Cyrus");
+    assert!(
+        exact > pairs / 3,
+        "too few resolvable pairs: {exact} of {pairs}"
+    );
+    admin.logout().await;
+    for (_, s) in sessions {
+        s.logout().await;
+    }
     Ok(())
 }

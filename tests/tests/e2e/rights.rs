@@ -230,7 +230,7 @@ async fn computed_rights_match_dovecot_myrights_on_random_acls() {
     let context = AclContext {
         owner: Some(OWNER),
         reader: Some(OWNER),
-        authenticated_is_everyone: true,
+        dialect: flagpost_domain::acl::AclDialect::Dovecot,
     };
 
     let mut tally = Tally::default();
@@ -442,7 +442,7 @@ async fn getacl_lists_the_owner_entry_under_the_readers_name() {
     let context = AclContext {
         owner: Some(OWNER),
         reader: Some(SERVICE_USER),
-        authenticated_is_everyone: true,
+        dialect: flagpost_domain::acl::AclDialect::Dovecot,
     };
     let safe = effective_rights_with(&acl, SERVICE_USER, &context);
     assert!(answer.equals(safe), "{safe:?} vs {answer}");
