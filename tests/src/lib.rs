@@ -6,7 +6,7 @@ pub mod http;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use flagpost_harness::{Dovecot, TestDatabase};
+use flagpost_harness::{Dovecot, ImapFixture, TestDatabase};
 
 /// The service account's user name in fixtures.
 pub const SERVICE_USER: &str = "flagpost";
@@ -31,16 +31,17 @@ pub async fn support_fixture() -> Result<Dovecot> {
     Ok(dovecot)
 }
 
-/// The environment that points `flagpost` at `dovecot` (implicit TLS, fixture CA) and `db`.
-pub fn flagpost_env(dovecot: &Dovecot, db: &TestDatabase) -> Vec<(&'static str, String)> {
+/// The environment that points `flagpost` at the IMAP fixture `server` (implicit TLS, fixture
+/// CA) and `db`.
+pub fn flagpost_env(server: &impl ImapFixture, db: &TestDatabase) -> Vec<(&'static str, String)> {
     vec![
         ("FLAGPOST_DATABASE_URL", db.url()),
         ("FLAGPOST_IMAP_HOST", "localhost".to_owned()),
-        ("FLAGPOST_IMAP_PORT", dovecot.imaps_port().to_string()),
+        ("FLAGPOST_IMAP_PORT", server.imaps_port().to_string()),
         ("FLAGPOST_IMAP_TLS", "implicit".to_owned()),
         (
             "FLAGPOST_IMAP_CA_FILE",
-            dovecot.ca_file().display().to_string(),
+            server.ca_file().display().to_string(),
         ),
         ("FLAGPOST_IMAP_USER", SERVICE_USER.to_owned()),
         ("FLAGPOST_IMAP_PASSWORD", "service-pw".to_owned()),
@@ -88,11 +89,11 @@ pub type FlagSet = std::collections::BTreeSet<String>;
 
 /// UID → flags of `mailbox` as `user` sees it on the server (read-only EXAMINE).
 pub async fn server_state(
-    dovecot: &Dovecot,
+    server: &impl ImapFixture,
     user: &str,
     mailbox: &str,
 ) -> Result<std::collections::BTreeMap<u32, FlagSet>> {
-    let c = dovecot.client(user).await?;
+    let c = server.client(user).await?;
     server_state_with(c, &flagpost_domain::encode_mailbox_name(mailbox)).await
 }
 
@@ -168,7 +169,7 @@ pub async fn mirror_state(
 
 /// Waits until the mirror of `mailbox` (as `user` names it) equals the server's state.
 pub async fn wait_mirror_equal(
-    dovecot: &Dovecot,
+    server: &impl ImapFixture,
     pool: &sqlx::PgPool,
     user: &str,
     mailbox: &str,
@@ -177,14 +178,14 @@ pub async fn wait_mirror_equal(
     let imap_name = flagpost_domain::encode_mailbox_name(mailbox);
     let deadline = Instant::now() + timeout;
     loop {
-        let server = server_state(dovecot, user, mailbox).await?;
+        let on_server = server_state(server, user, mailbox).await?;
         let mirror = mirror_state(pool, &imap_name).await?;
-        if server == mirror {
+        if on_server == mirror {
             return Ok(mirror);
         }
         if Instant::now() > deadline {
             anyhow::bail!(
-                "mirror of {mailbox} still differs after {timeout:?}\nserver: {server:?}\nmirror: {mirror:?}"
+                "mirror of {mailbox} still differs after {timeout:?}\nserver: {on_server:?}\nmirror: {mirror:?}"
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -208,4 +209,22 @@ fn flagpost_harness_id() -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The seed of a randomized test: the value of `var` when set (to replay a run), else a fresh
+/// one. Tests print it.
+pub fn test_seed(var: &str) -> u64 {
+    use rand::Rng;
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random())
+}
+
+/// A count from the environment variable `var` when set, else `default`.
+pub fn env_count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }

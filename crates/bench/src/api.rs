@@ -22,6 +22,7 @@
 //! 3. `PATCH /api/v1/messages/{id}` → `message.updated` on other users' streams, against the raw
 //!    IMAP `UID STORE` round trip on the same Dovecot in the same run.
 
+use flagpost_harness::ImapFixture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

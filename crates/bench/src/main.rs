@@ -14,6 +14,7 @@
 mod api;
 mod webhooks;
 
+use flagpost_harness::ImapFixture;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};

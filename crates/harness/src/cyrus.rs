@@ -8,15 +8,14 @@
 //! always hold `l` and `a`). Mailbox names use `/` as the separator (`unixhierarchysep`), with
 //! users' mailboxes under `user/<name>` as the admin sees them.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::unistd::{Uid, User};
 
+use crate::fixture::{Accounts, ImapFixture};
 use crate::imap_client::{ImapClient, quote};
 use crate::process::{Supervised, Supervision, find_program};
 use crate::tls::TestCertificates;
@@ -51,7 +50,7 @@ pub struct Cyrus {
     saslpasswd_bin: PathBuf,
     /// The system user the server runs as (when the harness runs as root).
     run_as: Option<User>,
-    users: Mutex<BTreeMap<String, String>>,
+    users: Accounts,
     server: Option<Supervised>,
 }
 
@@ -113,7 +112,7 @@ impl Cyrus {
                 master_bin: master_bin.clone(),
                 saslpasswd_bin: saslpasswd_bin.clone(),
                 run_as: run_as.clone(),
-                users: Mutex::new(BTreeMap::new()),
+                users: Accounts::default(),
                 server: None,
             };
             cyrus.add_sasl_user(Self::ADMIN, "admin-secret")?;
@@ -228,10 +227,7 @@ impl Cyrus {
         if let Some(user) = &self.run_as {
             std::os::unix::fs::chown(&db, Some(user.uid.as_raw()), Some(user.gid.as_raw()))?;
         }
-        self.users
-            .lock()
-            .expect("users lock")
-            .insert(name.to_owned(), password.to_owned());
+        self.users.insert(name, password);
         Ok(())
     }
 
@@ -247,51 +243,14 @@ impl Cyrus {
         Ok(())
     }
 
-    /// The host clients connect to.
-    pub fn host(&self) -> &'static str {
-        "127.0.0.1"
-    }
-
     /// The plain IMAP port.
     pub fn imap_port(&self) -> u16 {
         self.imap_port
     }
 
-    /// The implicit-TLS IMAP port.
-    pub fn imaps_port(&self) -> u16 {
-        self.imaps_port
-    }
-
-    /// The CA (PEM) that signed the server's certificate.
-    pub fn ca_file(&self) -> &Path {
-        &self.certs.ca_file
-    }
-
-    /// The fixture's certificates.
-    pub fn certificates(&self) -> &TestCertificates {
-        &self.certs
-    }
-
     /// The master's output so far (for failure messages; the services log to syslog).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("master.log")).unwrap_or_default()
-    }
-
-    /// The password the fixture gave `user`.
-    pub fn password(&self, user: &str) -> Result<String> {
-        self.users
-            .lock()
-            .expect("users lock")
-            .get(user)
-            .cloned()
-            .ok_or_else(|| anyhow!("no fixture user {user:?}"))
-    }
-
-    /// A raw IMAP client logged in as `user` over implicit TLS.
-    pub async fn client(&self, user: &str) -> Result<ImapClient> {
-        let mut c = ImapClient::connect_tls(self.imaps_port, &self.certs).await?;
-        c.login(user, &self.password(user)?).await?;
-        Ok(c)
     }
 
     /// Runs each command as the admin, in order, failing on the first that is not OK.
@@ -302,6 +261,20 @@ impl Cyrus {
         }
         c.logout().await;
         Ok(())
+    }
+}
+
+impl ImapFixture for Cyrus {
+    fn imaps_port(&self) -> u16 {
+        self.imaps_port
+    }
+
+    fn certificates(&self) -> &TestCertificates {
+        &self.certs
+    }
+
+    fn accounts(&self) -> &Accounts {
+        &self.users
     }
 }
 

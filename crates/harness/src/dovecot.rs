@@ -1,14 +1,13 @@
 //! A private Dovecot for one test (or one demo): its own folder, config, CA, users and ports.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::unistd::{Gid, Uid, User};
 
+use crate::fixture::{Accounts, ImapFixture};
 use crate::imap_client::{ImapClient, quote};
 use crate::process::{Supervised, Supervision, find_program};
 use crate::tls::TestCertificates;
@@ -36,7 +35,7 @@ pub struct Dovecot {
     dovecot_bin: PathBuf,
     doveadm_bin: PathBuf,
     mail_owner: (Uid, Gid),
-    users: Mutex<BTreeMap<String, String>>,
+    users: Accounts,
     server: Option<Supervised>,
 }
 
@@ -133,7 +132,7 @@ impl Dovecot {
                 dovecot_bin: dovecot_bin.clone(),
                 doveadm_bin: doveadm_bin.clone(),
                 mail_owner,
-                users: Mutex::new(BTreeMap::new()),
+                users: Accounts::default(),
                 server: None,
             };
             match dovecot.spawn_and_wait().await {
@@ -190,29 +189,9 @@ impl Dovecot {
         }
     }
 
-    /// The host clients connect to.
-    pub fn host(&self) -> &'static str {
-        "127.0.0.1"
-    }
-
     /// The plain IMAP port (STARTTLS offered).
     pub fn imap_port(&self) -> u16 {
         self.imap_port
-    }
-
-    /// The implicit-TLS IMAP port.
-    pub fn imaps_port(&self) -> u16 {
-        self.imaps_port
-    }
-
-    /// The CA (PEM) that signed the server's certificate.
-    pub fn ca_file(&self) -> &Path {
-        &self.certs.ca_file
-    }
-
-    /// The fixture's certificates.
-    pub fn certificates(&self) -> &TestCertificates {
-        &self.certs
     }
 
     /// The instance's folder (config, logs, mail).
@@ -232,8 +211,7 @@ impl Dovecot {
         if bad(name) || bad(password) || name.contains(['/', ' ', '"', '\\']) {
             bail!("unsupported user name or password for the fixture: {name:?}");
         }
-        let mut users = self.users.lock().expect("users lock");
-        users.insert(name.to_owned(), password.to_owned());
+        let users = self.users.insert(name, password);
         let (uid, gid) = self.mail_owner;
         let body: String = users
             .iter()
@@ -282,23 +260,6 @@ impl Dovecot {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-    }
-
-    /// The password the fixture gave `user`.
-    pub fn password(&self, user: &str) -> Result<String> {
-        self.users
-            .lock()
-            .expect("users lock")
-            .get(user)
-            .cloned()
-            .ok_or_else(|| anyhow!("no fixture user {user:?}"))
-    }
-
-    /// A raw IMAP client logged in as `user` over implicit TLS.
-    pub async fn client(&self, user: &str) -> Result<ImapClient> {
-        let mut c = ImapClient::connect_tls(self.imaps_port, &self.certs).await?;
-        c.login(user, &self.password(user)?).await?;
-        Ok(c)
     }
 
     /// Creates the folder `name` (UTF-8; encoded to modified UTF-7) in `owner`'s mailbox.
@@ -527,6 +488,20 @@ impl Dovecot {
     pub async fn restart(&mut self) -> Result<()> {
         self.stop().await?;
         self.spawn_and_wait().await
+    }
+}
+
+impl ImapFixture for Dovecot {
+    fn imaps_port(&self) -> u16 {
+        self.imaps_port
+    }
+
+    fn certificates(&self) -> &TestCertificates {
+        &self.certs
+    }
+
+    fn accounts(&self) -> &Accounts {
+        &self.users
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod cyrus;
 pub mod dovecot;
+pub mod fixture;
 pub mod imap_client;
 pub mod postgres;
 mod process;
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 
 pub use cyrus::Cyrus;
 pub use dovecot::{Dovecot, DovecotOptions};
+pub use fixture::{Accounts, ImapFixture};
 pub use imap_client::{ImapClient, ImapResponse};
 pub use postgres::TestDatabase;
 

@@ -18,7 +18,7 @@ use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc};
 use flagpost_harness::imap_client::quote;
 use flagpost_harness::postgres::Cluster;
-use flagpost_harness::{Dovecot, ImapResponse};
+use flagpost_harness::{Dovecot, ImapFixture, ImapResponse};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};

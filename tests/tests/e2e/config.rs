@@ -30,6 +30,7 @@
 //!
 //! Documentation: `demo::readme_documents_every_configuration_variable`.
 
+use flagpost_harness::ImapFixture;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -4,12 +4,15 @@
 //! strings carry the obsolete `c`/`d`, new mailboxes get `anyone lrs`, negative entries are
 //! common, and a session keeps a mailbox selected after another client deleted it.
 
+use flagpost_harness::ImapFixture;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use flagpost_domain::Rights;
 use flagpost_e2e::http::Api;
-use flagpost_e2e::{SERVICE_USER, eventually, message, mirror_state, server_state_with};
+use flagpost_e2e::{
+    SERVICE_USER, eventually, flagpost_env, message, server_state_with, wait_mirror_equal,
+};
 use flagpost_harness::{Cyrus, TestDatabase};
 use serde_json::json;
 
@@ -55,35 +58,21 @@ async fn cyrus_fixture() -> Result<Cyrus> {
 }
 
 fn env(cyrus: &Cyrus, db: &TestDatabase) -> Vec<(&'static str, String)> {
-    vec![
-        ("FLAGPOST_DATABASE_URL", db.url()),
-        ("FLAGPOST_IMAP_HOST", "localhost".to_owned()),
-        ("FLAGPOST_IMAP_PORT", cyrus.imaps_port().to_string()),
-        ("FLAGPOST_IMAP_TLS", "implicit".to_owned()),
-        (
-            "FLAGPOST_IMAP_CA_FILE",
-            cyrus.ca_file().display().to_string(),
-        ),
-        ("FLAGPOST_IMAP_USER", SERVICE_USER.to_owned()),
-        ("FLAGPOST_IMAP_PASSWORD", "service-pw".to_owned()),
-        ("FLAGPOST_FOLDERS", "shared/support/*".to_owned()),
+    let mut env = flagpost_env(cyrus, db);
+    env.extend([
         ("FLAGPOST_ADMINS", Cyrus::ADMIN.to_owned()),
         ("FLAGPOST_FOLDER_POLL_SECS", "1".to_owned()),
         ("FLAGPOST_ACL_POLL_SECS", "1".to_owned()),
-    ]
+    ]);
+    env
 }
 
 /// Waits until the mirror of `QUEUE` equals what `support` sees on the server.
 async fn wait_equal(cyrus: &Cyrus, pool: &sqlx::PgPool, what: &str) -> Result<()> {
-    let last = std::sync::Mutex::new(String::new());
-    let r = eventually(WAIT, what, || async {
-        let server = server_state_with(cyrus.client("support").await?, QUEUE).await?;
-        let mirror = mirror_state(pool, QUEUE).await?;
-        *last.lock().unwrap() = format!("server: {server:?}\nmirror: {mirror:?}");
-        Ok((server == mirror).then_some(()))
-    })
-    .await;
-    r.map_err(|e| anyhow::anyhow!("{e}\n{}", last.lock().unwrap()))
+    wait_mirror_equal(cyrus, pool, "support", QUEUE, WAIT)
+        .await
+        .map(drop)
+        .with_context(|| format!("waiting for {what}"))
 }
 
 /// What Cyrus's own `MYRIGHTS` grants `user` on `QUEUE`, in Flagpost's letters (`c`/`d`
@@ -352,14 +341,8 @@ async fn random_acls_on_cyrus_give_exactly_its_myrights() -> Result<()> {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    let seed: u64 = std::env::var("FLAGPOST_CYRUS_RIGHTS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
-    let rounds: usize = std::env::var("FLAGPOST_CYRUS_RIGHTS_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    let seed = flagpost_e2e::test_seed("FLAGPOST_CYRUS_RIGHTS_SEED");
+    let rounds = flagpost_e2e::env_count("FLAGPOST_CYRUS_RIGHTS_ROUNDS", 300);
     println!("cyrus rights seed: {seed} (FLAGPOST_CYRUS_RIGHTS_SEED={seed}), {rounds} rounds");
     let mut rng = StdRng::seed_from_u64(seed);
 

@@ -9,6 +9,7 @@
 //! (`FLAGPOST_ADMINS`) and allows webhooks to 127.0.0.1, where the control endpoint's
 //! `POST /receiver` starts a receiver that records what it gets (`GET /receiver/requests`).
 
+use flagpost_harness::ImapFixture;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -231,7 +231,7 @@ async fn twenty_folders_changing_at_once_reach_feed_readers_without_gaps_or_repe
     }
     for f in &folders {
         wait_mirror_equal(
-            &dovecot,
+            &*dovecot,
             &pool,
             SERVICE_USER,
             &format!("shared/support/{f}"),

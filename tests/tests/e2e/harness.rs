@@ -1,6 +1,7 @@
 //! The harness's own promises: a private Dovecot that behaves like a shared-folder deployment,
 //! and a fresh PostgreSQL database per test.
 
+use flagpost_harness::ImapFixture;
 use std::time::Duration;
 
 use flagpost_domain::Rights;

@@ -2,6 +2,7 @@
 //! PostgreSQL and the change feed, across restarts, kicks, server restarts and UIDVALIDITY
 //! changes.
 
+use flagpost_harness::ImapFixture;
 use std::time::Duration;
 
 use flagpost_e2e::{

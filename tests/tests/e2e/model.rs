@@ -3,6 +3,7 @@
 //! mirror must equal a fresh FETCH of the server, and replaying the event log must rebuild the
 //! mirror exactly. The seed is printed; set `FLAGPOST_MODEL_SEED` to replay a run.
 
+use flagpost_harness::ImapFixture;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -26,10 +27,7 @@ fn shared(folder: &str) -> String {
 
 #[tokio::test]
 async fn random_operations_end_with_an_exact_mirror_and_a_replayable_feed() {
-    let seed: u64 = std::env::var("FLAGPOST_MODEL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
+    let seed = flagpost_e2e::test_seed("FLAGPOST_MODEL_SEED");
     println!("model test seed: {seed} (FLAGPOST_MODEL_SEED={seed} replays it)");
     let mut rng = StdRng::seed_from_u64(seed);
 

@@ -2,6 +2,7 @@
 //! without preconditions, ACL administration, argument injection, login checks, reconnects.
 //! Every effect is read back through the harness's independent IMAP client.
 
+use flagpost_harness::ImapFixture;
 use std::collections::BTreeSet;
 use std::time::Duration;
 

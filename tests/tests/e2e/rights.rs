@@ -30,6 +30,7 @@
 //! means "∅ or p". The seed is printed; `FLAGPOST_RIGHTS_SEED` replays a run,
 //! `FLAGPOST_RIGHTS_ROUNDS` changes the number of rounds (default 250).
 
+use flagpost_harness::ImapFixture;
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -196,14 +197,8 @@ struct Tally {
 
 #[tokio::test]
 async fn computed_rights_match_dovecot_myrights_on_random_acls() {
-    let seed: u64 = std::env::var("FLAGPOST_RIGHTS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
-    let rounds: usize = std::env::var("FLAGPOST_RIGHTS_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(250);
+    let seed = flagpost_e2e::test_seed("FLAGPOST_RIGHTS_SEED");
+    let rounds = flagpost_e2e::env_count("FLAGPOST_RIGHTS_ROUNDS", 250);
     println!("rights test seed: {seed} (FLAGPOST_RIGHTS_SEED={seed} replays it), {rounds} rounds");
     let mut rng = StdRng::seed_from_u64(seed);
 
