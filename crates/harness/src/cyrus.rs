@@ -253,6 +253,20 @@ impl Cyrus {
         std::fs::read_to_string(self.dir.join("master.log")).unwrap_or_default()
     }
 
+    /// Stops the server (SIGTERM to its master, which ends every session). Mail is kept.
+    pub async fn stop(&mut self) -> Result<()> {
+        if let Some(mut s) = self.server.take() {
+            s.stop(Duration::from_secs(15)).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same ports with the same mail and users.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop().await?;
+        self.spawn_and_wait().await
+    }
+
     /// Runs each command as the admin, in order, failing on the first that is not OK.
     pub async fn admin(&self, commands: &[&str]) -> Result<()> {
         let mut c = self.client(Self::ADMIN).await?;

@@ -318,6 +318,81 @@ async fn a_mailbox_deleted_and_created_again_under_a_live_watcher_is_mirrored_an
     Ok(())
 }
 
+#[tokio::test]
+async fn a_cyrus_restart_and_changes_made_while_flagpost_was_away_are_caught_up() -> Result<()> {
+    let mut cyrus = cyrus_fixture().await?;
+    let db = TestDatabase::create().await?;
+    let mut support = cyrus.client("support").await?;
+    let mut uids = Vec::new();
+    for n in 0..4 {
+        uids.push(
+            support
+                .append(
+                    QUEUE,
+                    "",
+                    &message(&format!("Ticket {n}"), "Ann <ann@example.org>"),
+                )
+                .await?,
+        );
+    }
+    support.logout().await;
+    let env = env(&cyrus, &db);
+    let serve = Serve::start(&env).await?;
+    let pool = flagpost_store::connect(&db.url(), Duration::from_secs(5)).await?;
+    wait_equal(&cyrus, &pool, "the first sync").await?;
+
+    // The server restarts under the live watcher: it reconnects and keeps mirroring.
+    cyrus.restart().await?;
+    let mut support = cyrus.client("support").await?;
+    support.command_ok(&format!("SELECT {QUEUE}")).await?;
+    support
+        .command_ok(&format!("UID STORE {} +FLAGS (\\Flagged)", uids[0]))
+        .await?;
+    support.logout().await;
+    wait_equal(&cyrus, &pool, "a change after the server's restart")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\nflagpost log:\n{}", serve.log_text()))?;
+
+    // Changes while Flagpost is stopped: the restart's sync asks Cyrus only for what changed
+    // (QRESYNC from the stored checkpoint), not for the whole folder.
+    assert!(serve.stop().await?.success());
+    let mut support = cyrus.client("support").await?;
+    support.command_ok(&format!("SELECT {QUEUE}")).await?;
+    support
+        .command_ok(&format!("UID STORE {} +FLAGS (\\Answered)", uids[1]))
+        .await?;
+    support
+        .command_ok(&format!("UID STORE {} +FLAGS (\\Deleted)", uids[2]))
+        .await?;
+    support
+        .command_ok(&format!("UID EXPUNGE {}", uids[2]))
+        .await?;
+    support.logout().await;
+    let mut support = cyrus.client("support").await?;
+    support
+        .append(QUEUE, "", &message("While away", "Bo <bo@example.org>"))
+        .await?;
+    support.logout().await;
+    let serve = Serve::start(&env).await?;
+    wait_equal(&cyrus, &pool, "the changes made while Flagpost was stopped").await?;
+    let sync = eventually(WAIT, "the restart's sync log line", || async {
+        Ok(serve
+            .log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["fields"]["message"] == "folder synced"))
+    })
+    .await?;
+    assert_eq!(sync["fields"]["kind"], "Incremental", "{sync}");
+    assert_eq!(
+        sync["fields"]["fetched"], 1,
+        "only the new message in full: {sync}"
+    );
+    assert_eq!(sync["fields"]["removed"], 1, "{sync}");
+    assert!(serve.stop().await?.success());
+    Ok(())
+}
+
 /// Identifiers of the random Cyrus ACLs that Flagpost resolves: the checked users, a user that
 /// does not exist, and `anyone`.
 const CYRUS_RESOLVABLE: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "anyone"];
