@@ -61,6 +61,13 @@ impl Cyrus {
     /// Starts a Cyrus on free loopback ports: plain IMAP (for the readiness probe) and
     /// implicit TLS, IDLE through its `idled`, with the admin account [`Cyrus::ADMIN`].
     pub async fn start() -> Result<Cyrus> {
+        Self::start_with(false).await
+    }
+
+    /// Like [`Cyrus::start`]; with `altnamespace` (upstream Cyrus 3's default, Debian's is
+    /// off) users see shared mailboxes under `Shared Folders/` and other users' under
+    /// `Other Users/`, while the admin keeps the internal names.
+    pub async fn start_with(altnamespace: bool) -> Result<Cyrus> {
         let master_bin = find_program("cyrmaster", &["/usr/lib/cyrus/bin".into()])
             .ok_or_else(|| anyhow!(INSTALL_HINT))?;
         let services = service_dir().ok_or_else(|| anyhow!(IMAPD_HINT))?;
@@ -99,7 +106,10 @@ impl Cyrus {
         for _attempt in 0..3 {
             let imap_port = crate::free_port()?;
             let imaps_port = crate::free_port()?;
-            std::fs::write(dir.join("imapd.conf"), imapd_conf(&dir, &certs))?;
+            std::fs::write(
+                dir.join("imapd.conf"),
+                imapd_conf(&dir, &certs, altnamespace),
+            )?;
             std::fs::write(
                 dir.join("cyrus.conf"),
                 cyrus_conf(&dir, &services, imap_port, imaps_port),
@@ -301,7 +311,7 @@ impl Drop for Cyrus {
     }
 }
 
-fn imapd_conf(dir: &Path, certs: &TestCertificates) -> String {
+fn imapd_conf(dir: &Path, certs: &TestCertificates, altnamespace: bool) -> String {
     let d = dir.display();
     format!(
         "configdirectory: {d}/config\n\
@@ -309,7 +319,7 @@ fn imapd_conf(dir: &Path, certs: &TestCertificates) -> String {
          servername: {REALM}\n\
          admins: {admin}\n\
          unixhierarchysep: yes\n\
-         altnamespace: no\n\
+         altnamespace: {alt}\n\
          allowplaintext: yes\n\
          sasl_mech_list: PLAIN LOGIN\n\
          sasl_pwcheck_method: auxprop\n\
@@ -324,6 +334,7 @@ fn imapd_conf(dir: &Path, certs: &TestCertificates) -> String {
          syslog_prefix: flagpost-cyrus\n\
          defaultacl: anyone lrs\n",
         admin = Cyrus::ADMIN,
+        alt = if altnamespace { "yes" } else { "no" },
         cert = certs.cert_file.display(),
         key = certs.key_file.display(),
     )

@@ -27,7 +27,12 @@ const WAIT: Duration = Duration::from_secs(20);
 /// `authenticated lrswi`, which on Cyrus names a user, not every logged-in one, and `carol w`
 /// (carol: `anyone`'s `l r s` plus `w`).
 async fn cyrus_fixture() -> Result<Cyrus> {
-    let cyrus = Cyrus::start().await?;
+    cyrus_fixture_with(false).await
+}
+
+/// [`cyrus_fixture`], optionally with Cyrus's alternate namespace (see [`Cyrus::start_with`]).
+async fn cyrus_fixture_with(altnamespace: bool) -> Result<Cyrus> {
+    let cyrus = Cyrus::start_with(altnamespace).await?;
     for (user, pw) in [
         (SERVICE_USER, "service-pw"),
         ("support", "support-pw"),
@@ -389,6 +394,68 @@ async fn a_cyrus_restart_and_changes_made_while_flagpost_was_away_are_caught_up(
         "only the new message in full: {sync}"
     );
     assert_eq!(sync["fields"]["removed"], 1, "{sync}");
+    assert!(serve.stop().await?.success());
+    Ok(())
+}
+
+/// Upstream Cyrus 3's default layout (`altnamespace: yes`): users, the service account among
+/// them, see the shared folder as `Shared Folders/shared/support/Queue` (a prefix with a space),
+/// while the admin creates it under its internal name. Discovery, the first sync, IDLE news
+/// and the rights work under the name the service account sees.
+#[tokio::test]
+async fn cyrus_with_its_alternate_namespace_is_mirrored_under_shared_folders() -> Result<()> {
+    const ALT_QUEUE: &str = "Shared Folders/shared/support/Queue";
+    let cyrus = cyrus_fixture_with(true).await?;
+    let db = TestDatabase::create().await?;
+    let mut support = cyrus.client("support").await?;
+    let uid = support
+        .append(
+            ALT_QUEUE,
+            "",
+            &message("Seen from afar", "Ann <ann@example.org>"),
+        )
+        .await?;
+    support.logout().await;
+    let mut env = env(&cyrus, &db);
+    env.retain(|(k, _)| *k != "FLAGPOST_FOLDERS");
+    env.push((
+        "FLAGPOST_FOLDERS",
+        "Shared Folders/shared/support/*".to_owned(),
+    ));
+    let serve = Serve::start(&env).await?;
+    let pool = flagpost_store::connect(&db.url(), Duration::from_secs(5)).await?;
+    wait_mirror_equal(&cyrus, &pool, "support", ALT_QUEUE, WAIT).await?;
+
+    let mut alice = cyrus.client("alice").await?;
+    alice.command_ok(&format!("SELECT \"{ALT_QUEUE}\"")).await?;
+    alice
+        .command_ok(&format!("UID STORE {uid} +FLAGS (\\Answered)"))
+        .await?;
+    alice.logout().await;
+    wait_mirror_equal(&cyrus, &pool, "support", ALT_QUEUE, WAIT)
+        .await
+        .context("alice's \\Answered under the alternate namespace")?;
+
+    let api = Api::new(serve.addr);
+    let token = api.login("alice", "alice-pw").await?;
+    let r = api.get("/api/v1/folders", &token).await?;
+    let folders = r.json["folders"].as_array().cloned().unwrap_or_default();
+    let [f] = folders.as_slice() else {
+        bail!("expected one folder, got {}", r.text);
+    };
+    assert_eq!(f["name"], ALT_QUEUE, "{}", r.text);
+    assert_eq!(f["counts"]["answered"], 1, "{}", r.text);
+    let mut c = cyrus.client("alice").await?;
+    let mine = c.command_ok(&format!("MYRIGHTS \"{ALT_QUEUE}\"")).await?;
+    c.logout().await;
+    let line = mine
+        .untagged
+        .iter()
+        .find(|l| l.starts_with("MYRIGHTS "))
+        .cloned()
+        .unwrap_or_default();
+    let server = Rights::from_server(line.rsplit(' ').next().unwrap_or_default());
+    assert_eq!(f["my_rights"], server.to_string(), "{}", r.text);
     assert!(serve.stop().await?.success());
     Ok(())
 }
