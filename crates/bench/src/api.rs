@@ -22,7 +22,6 @@
 //! 3. `PATCH /api/v1/messages/{id}` → `message.updated` on other users' streams, against the raw
 //!    IMAP `UID STORE` round trip on the same Dovecot in the same run.
 
-use flagpost_harness::ImapFixture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use flagpost_harness::{Dovecot, TestDatabase};
+use flagpost_harness::{Dovecot, ImapFixture, TestDatabase};
 use flagpost_store::PgPool;
 use flagpost_store::events::{EventType, NewEvent};
 use rand::{Rng, SeedableRng};

@@ -14,11 +14,10 @@
 mod api;
 mod webhooks;
 
-use flagpost_harness::ImapFixture;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use flagpost_harness::{Dovecot, ImapClient, TestDatabase};
+use flagpost_harness::{Dovecot, ImapClient, ImapFixture, TestDatabase};
 use flagpost_imap::conn::Conn;
 use flagpost_imap::connect::{ImapSettings, TlsMode};
 use flagpost_store::PgPool;

@@ -30,14 +30,13 @@
 //!
 //! Documentation: `demo::readme_documents_every_configuration_variable`.
 
-use flagpost_harness::ImapFixture;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use flagpost_e2e::http::Api;
 use flagpost_e2e::{SERVICE_USER, eventually, flagpost_env, message, support_fixture};
-use flagpost_harness::{Dovecot, TestDatabase};
+use flagpost_harness::{Dovecot, ImapFixture, TestDatabase};
 use serde_json::{Value, json};
 
 use crate::check::{text, with, without};

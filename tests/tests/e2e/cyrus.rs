@@ -4,16 +4,16 @@
 //! strings carry the obsolete `c`/`d`, new mailboxes get `anyone lrs`, negative entries are
 //! common, and a session keeps a mailbox selected after another client deleted it.
 
-use flagpost_harness::ImapFixture;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use flagpost_domain::Rights;
-use flagpost_e2e::http::Api;
+use flagpost_e2e::http::{Api, Reply};
 use flagpost_e2e::{
     SERVICE_USER, eventually, flagpost_env, message, server_state_with, wait_mirror_equal,
 };
-use flagpost_harness::{Cyrus, TestDatabase};
+use flagpost_harness::imap_client::quote;
+use flagpost_harness::{Cyrus, ImapClient, ImapFixture, TestDatabase};
 use serde_json::json;
 
 use crate::Serve;
@@ -80,12 +80,14 @@ async fn wait_equal(cyrus: &Cyrus, pool: &sqlx::PgPool, what: &str) -> Result<()
         .with_context(|| format!("waiting for {what}"))
 }
 
-/// What Cyrus's own `MYRIGHTS` grants `user` on `QUEUE`, in Flagpost's letters (`c`/`d`
-/// dropped, as the contract's rights strings do).
-async fn myrights(cyrus: &Cyrus, user: &str) -> Result<String> {
-    let mut c = cyrus.client(user).await?;
-    let r = c.command_ok(&format!("MYRIGHTS {QUEUE}")).await?;
-    c.logout().await;
+/// What Cyrus's own `MYRIGHTS` grants the user of `c` on `mailbox`, in Flagpost's letters
+/// (`c`/`d` dropped, as the contract's rights strings do); `None` when Cyrus answers NO, which
+/// it does for a user without `l` ("Mailbox does not exist").
+async fn myrights_in(c: &mut ImapClient, mailbox: &str) -> Result<Option<Rights>> {
+    let r = c.command(&format!("MYRIGHTS {}", quote(mailbox)?)).await?;
+    if !r.is_ok() {
+        return Ok(None);
+    }
     let Some(line) = r.untagged.iter().find(|l| l.starts_with("MYRIGHTS ")) else {
         bail!("no MYRIGHTS in {:?}", r.untagged);
     };
@@ -94,7 +96,30 @@ async fn myrights(cyrus: &Cyrus, user: &str) -> Result<String> {
         .next()
         .unwrap_or_default()
         .trim_matches('"');
-    Ok(Rights::from_server(letters).to_string())
+    Ok(Some(Rights::from_server(letters)))
+}
+
+/// [`myrights_in`] on `QUEUE` for `user`, in a session of its own, as a rights string.
+async fn myrights(cyrus: &Cyrus, user: &str) -> Result<String> {
+    let mut c = cyrus.client(user).await?;
+    let rights = myrights_in(&mut c, QUEUE).await?;
+    c.logout().await;
+    match rights {
+        Some(r) => Ok(r.to_string()),
+        None => bail!("{user} has no right on {QUEUE}"),
+    }
+}
+
+/// `PATCH /messages/{id}` with `body` as `token`.
+async fn patch(api: &Api, token: &str, id: &str, body: serde_json::Value) -> Result<Reply> {
+    api.send(
+        "PATCH",
+        &format!("/api/v1/messages/{id}"),
+        Some(token),
+        Some(&body),
+        &[],
+    )
+    .await
 }
 
 /// The caller's `my_rights` on the only folder it sees.
@@ -227,15 +252,7 @@ async fn a_cyrus_server_is_mirrored_live_and_rights_and_writes_follow_its_acl() 
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let r = api
-        .send(
-            "PATCH",
-            &format!("/api/v1/messages/{mid}"),
-            Some(&bob),
-            Some(&json!({"flagged": true})),
-            &[],
-        )
-        .await?;
+    let r = patch(&api, &bob, &mid, json!({"flagged": true})).await?;
     assert_eq!(r.status, 200, "{}", r.text);
     let server = server_state_with(cyrus.client("support").await?, QUEUE).await?;
     assert!(
@@ -243,15 +260,7 @@ async fn a_cyrus_server_is_mirrored_live_and_rights_and_writes_follow_its_acl() 
         "the STORE reached Cyrus: {server:?}"
     );
     // And `s` stays refused: bob's negative entry still takes it away.
-    let r = api
-        .send(
-            "PATCH",
-            &format!("/api/v1/messages/{mid}"),
-            Some(&bob),
-            Some(&json!({"seen": true})),
-            &[],
-        )
-        .await?;
+    let r = patch(&api, &bob, &mid, json!({"seen": true})).await?;
     assert_eq!(r.status, 403, "{}", r.text);
     serve.stop().await?;
     Ok(())
@@ -446,15 +455,9 @@ async fn cyrus_with_its_alternate_namespace_is_mirrored_under_shared_folders() -
     assert_eq!(f["name"], ALT_QUEUE, "{}", r.text);
     assert_eq!(f["counts"]["answered"], 1, "{}", r.text);
     let mut c = cyrus.client("alice").await?;
-    let mine = c.command_ok(&format!("MYRIGHTS \"{ALT_QUEUE}\"")).await?;
+    let server = myrights_in(&mut c, ALT_QUEUE).await?;
     c.logout().await;
-    let line = mine
-        .untagged
-        .iter()
-        .find(|l| l.starts_with("MYRIGHTS "))
-        .cloned()
-        .unwrap_or_default();
-    let server = Rights::from_server(line.rsplit(' ').next().unwrap_or_default());
+    let server = server.context("alice has rights on the folder")?;
     assert_eq!(f["my_rights"], server.to_string(), "{}", r.text);
     assert!(serve.stop().await?.success());
     Ok(())
@@ -557,10 +560,10 @@ async fn random_acls_on_cyrus_give_exactly_its_myrights() -> Result<()> {
         });
         for (user, session) in sessions.iter_mut() {
             let computed = effective_rights_with(&acl, user, &context);
-            let answer = session.command(&format!("MYRIGHTS {folder}")).await?;
+            let answer = myrights_in(session, folder).await?;
             pairs += 1;
             let why = format!("round {round}, {user}, ACL {line:?} (seed {seed})");
-            if !answer.is_ok() {
+            let Some(server) = answer else {
                 // No `l`: Cyrus hides the folder, so must Flagpost.
                 hidden += 1;
                 assert!(
@@ -568,14 +571,7 @@ async fn random_acls_on_cyrus_give_exactly_its_myrights() -> Result<()> {
                     "{why}: computed {computed} where Cyrus says the folder does not exist"
                 );
                 continue;
-            }
-            let line = answer
-                .untagged
-                .iter()
-                .find(|l| l.starts_with("MYRIGHTS "))
-                .cloned()
-                .unwrap_or_default();
-            let server = Rights::from_server(line.rsplit(' ').next().unwrap_or_default());
+            };
             assert_eq!(
                 computed.minus(server),
                 Rights::NONE,

@@ -9,7 +9,6 @@
 //! (`FLAGPOST_ADMINS`) and allows webhooks to 127.0.0.1, where the control endpoint's
 //! `POST /receiver` starts a receiver that records what it gets (`GET /receiver/requests`).
 
-use flagpost_harness::ImapFixture;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +24,7 @@ use axum::routing::{any, get, post};
 use flagpost_e2e::http::Api;
 use flagpost_e2e::{SERVICE_USER, eventually, flagpost_env, message, server_state};
 use flagpost_harness::imap_client::quote;
-use flagpost_harness::{Dovecot, TestDatabase};
+use flagpost_harness::{Dovecot, ImapFixture, TestDatabase};
 use serde_json::{Value, json};
 
 use crate::Serve;

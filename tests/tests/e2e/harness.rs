@@ -1,13 +1,12 @@
 //! The harness's own promises: a private Dovecot that behaves like a shared-folder deployment,
 //! and a fresh PostgreSQL database per test.
 
-use flagpost_harness::ImapFixture;
 use std::time::Duration;
 
 use flagpost_domain::Rights;
 use flagpost_e2e::{SERVICE_USER, support_fixture};
 use flagpost_harness::postgres::Cluster;
-use flagpost_harness::{Dovecot, ImapClient, TestDatabase};
+use flagpost_harness::{Dovecot, ImapClient, ImapFixture, TestDatabase};
 use sqlx::{ConnectOptions, Connection};
 
 #[tokio::test]

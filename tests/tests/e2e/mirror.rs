@@ -2,13 +2,12 @@
 //! PostgreSQL and the change feed, across restarts, kicks, server restarts and UIDVALIDITY
 //! changes.
 
-use flagpost_harness::ImapFixture;
 use std::time::Duration;
 
 use flagpost_e2e::{
     SERVICE_USER, flagpost_env, message, mirror_state, support_fixture, wait_mirror_equal,
 };
-use flagpost_harness::{Dovecot, DovecotOptions, TestDatabase};
+use flagpost_harness::{Dovecot, DovecotOptions, ImapFixture, TestDatabase};
 use flagpost_store::PgPool;
 
 use crate::Serve;

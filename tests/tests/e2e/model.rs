@@ -3,7 +3,6 @@
 //! mirror must equal a fresh FETCH of the server, and replaying the event log must rebuild the
 //! mirror exactly. The seed is printed; set `FLAGPOST_MODEL_SEED` to replay a run.
 
-use flagpost_harness::ImapFixture;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use flagpost_e2e::{
     FlagSet, SERVICE_USER, flag_set, flagpost_env, message, server_state, support_fixture,
     wait_mirror_equal,
 };
-use flagpost_harness::TestDatabase;
+use flagpost_harness::{ImapFixture, TestDatabase};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

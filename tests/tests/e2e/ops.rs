@@ -2,14 +2,13 @@
 //! without preconditions, ACL administration, argument injection, login checks, reconnects.
 //! Every effect is read back through the harness's independent IMAP client.
 
-use flagpost_harness::ImapFixture;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use flagpost_domain::Rights;
 use flagpost_e2e::{FlagSet, SERVICE_USER, flag_set, message, server_state, support_fixture};
 use flagpost_harness::imap_client::quote;
-use flagpost_harness::{Dovecot, DovecotOptions};
+use flagpost_harness::{Dovecot, DovecotOptions, ImapFixture};
 use flagpost_imap::ops::{Expect, LoginCheckError, StoreOutcome, WriteError, Writer, verify_login};
 use flagpost_imap::{ImapSettings, TlsMode};
 

@@ -30,7 +30,6 @@
 //! means "∅ or p". The seed is printed; `FLAGPOST_RIGHTS_SEED` replays a run,
 //! `FLAGPOST_RIGHTS_ROUNDS` changes the number of rounds (default 250).
 
-use flagpost_harness::ImapFixture;
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -41,7 +40,7 @@ use flagpost_domain::{Right, Rights};
 use flagpost_e2e::{SERVICE_USER, support_fixture};
 use flagpost_harness::dovecot::imap_words;
 use flagpost_harness::imap_client::quote;
-use flagpost_harness::{Dovecot, ImapClient};
+use flagpost_harness::{Dovecot, ImapClient, ImapFixture};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
