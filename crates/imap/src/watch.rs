@@ -14,6 +14,10 @@ use crate::conn::{Conn, IdleEnd};
 use crate::connect::{ConnectError, ImapSettings};
 use crate::sync::{SyncError, sync_selected};
 
+/// Without MODSEQs, every how many quiet IDLE spells (of `idle_check` each) a full flag scan
+/// looks for changes the server did not push: 5 × the default 2 minutes.
+const FULL_RECHECK_SPELLS: u32 = 5;
+
 /// Everything a watcher needs to reach the server and the database.
 #[derive(Clone)]
 pub struct MirrorContext {
@@ -203,6 +207,7 @@ async fn watch_once(
         SyncState::Polling
     };
     flagpost_store::folders::set_sync_state(&ctx.pool, folder_id, state, None).await?;
+    let mut quiet_spells: u32 = 0;
     loop {
         let mut reselect = false;
         let changed = if use_idle {
@@ -216,7 +221,16 @@ async fn watch_once(
                 IdleEnd::Elapsed => {
                     // Silence: prove the link is alive (a dead one fails here and reconnects).
                     conn.noop().await?;
+                    quiet_spells += 1;
+                    // A server need not push other sessions' flag changes during IDLE (RFC
+                    // 2177 and RFC 3501 §7 let it send them, none makes it): each quiet spell
+                    // ends with a look at what changed since the checkpoint. With MODSEQs
+                    // that is one cheap CHANGEDSINCE; without, a full flag scan, so only
+                    // every few spells.
+                    let cheap = conn.selected.is_some_and(|s| s.highest_modseq.is_some());
                     conn.noticed.changed
+                        || cheap
+                        || quiet_spells.is_multiple_of(FULL_RECHECK_SPELLS)
                 }
             }
         } else {

@@ -1119,6 +1119,175 @@ impl SilencingRelay {
     }
 }
 
+/// A plaintext relay to Dovecot's IMAP port that plays a server which does not push other
+/// sessions' flag changes during IDLE (RFC 2177 lets a server stay silent about them): every
+/// untagged FETCH the server sends while the client is in IDLE is dropped; EXISTS, EXPUNGE
+/// and everything else pass.
+struct QuietFlagsRelay {
+    port: u16,
+    /// FETCH responses dropped so far.
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl QuietFlagsRelay {
+    async fn start(upstream: u16) -> QuietFlagsRelay {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let counter = dropped.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let idle = Arc::new(AtomicBool::new(false));
+                let (cr, mut cw) = client.into_split();
+                let (sr, mut sw) = server.into_split();
+                // Client to server, line by line, noting when IDLE starts and ends.
+                let in_idle = idle.clone();
+                tokio::spawn(async move {
+                    let mut r = BufReader::new(cr);
+                    let mut line = Vec::new();
+                    loop {
+                        line.clear();
+                        match r.read_until(b'\n', &mut line).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        let text = String::from_utf8_lossy(&line).trim().to_ascii_uppercase();
+                        if text == "DONE" {
+                            in_idle.store(false, Ordering::SeqCst);
+                        } else if text.ends_with(" IDLE") {
+                            in_idle.store(true, Ordering::SeqCst);
+                        }
+                        if sw.write_all(&line).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                // Server to client, one whole response (literals included) at a time.
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut r = BufReader::new(sr);
+                    loop {
+                        let mut response = Vec::new();
+                        loop {
+                            let start = response.len();
+                            match r.read_until(b'\n', &mut response).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                            // A line ending in `{n}` is followed by n bytes of literal.
+                            let line = String::from_utf8_lossy(&response[start..]).into_owned();
+                            let Some(n) = line
+                                .trim_end()
+                                .strip_suffix('}')
+                                .and_then(|l| l.rsplit_once('{'))
+                                .and_then(|(_, n)| n.trim_end_matches('+').parse::<usize>().ok())
+                            else {
+                                break;
+                            };
+                            let mut literal = vec![0u8; n];
+                            if r.read_exact(&mut literal).await.is_err() {
+                                return;
+                            }
+                            response.extend_from_slice(&literal);
+                        }
+                        let untagged_fetch = response.starts_with(b"* ")
+                            && String::from_utf8_lossy(&response)
+                                .split_whitespace()
+                                .nth(2)
+                                .is_some_and(|w| w.eq_ignore_ascii_case("FETCH"));
+                        if untagged_fetch && idle.load(Ordering::SeqCst) {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
+                        if cw.write_all(&response).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        QuietFlagsRelay { port, dropped }
+    }
+}
+
+/// A server that does not push other sessions' flag changes during IDLE (the relay above drops
+/// them) still has them mirrored: each quiet IDLE spell ends with a look at what changed, with
+/// MODSEQs a `CHANGEDSINCE` fetch, without them a full flag scan every fifth spell. Before
+/// that, such a change waited for the folder's next pushed change or reconnect.
+async fn unpushed_flag_changes_are_mirrored(capabilities: Option<Vec<String>>) {
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        capabilities,
+        ..DovecotOptions::default()
+    })
+    .await
+    .unwrap();
+    for (u, p) in [("support", "support-pw"), (SERVICE_USER, "service-pw")] {
+        dovecot.add_user(u, p).unwrap();
+    }
+    dovecot.create_folder("support", "Queue").await.unwrap();
+    dovecot
+        .set_acl("support", "Queue", SERVICE_USER, "lr")
+        .await
+        .unwrap();
+    let uid = dovecot
+        .append("support", "Queue", &message("quiet", "q@example.org"))
+        .await
+        .unwrap();
+    let relay = QuietFlagsRelay::start(dovecot.imap_port()).await;
+    let db = TestDatabase::create().await.unwrap();
+    let mut env = flagpost_env(&dovecot, &db);
+    env.retain(|(k, _)| !matches!(*k, "FLAGPOST_IMAP_PORT" | "FLAGPOST_IMAP_TLS"));
+    env.push(("FLAGPOST_IMAP_PORT", relay.port.to_string()));
+    env.push(("FLAGPOST_IMAP_TLS", "none".to_owned()));
+    env.push(("FLAGPOST_IMAP_IDLE_CHECK_SECS", "1".to_owned()));
+    let serve = Serve::start(&env).await.unwrap();
+    let pool = pool(&db).await;
+    wait_live(&pool, 1, WAIT, &serve).await;
+    wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
+        .await
+        .unwrap();
+    dovecot
+        .store("support", "Queue", uid, "+FLAGS (\\Answered \\Flagged)")
+        .await
+        .unwrap();
+    let state = wait_mirror_equal(&dovecot, &pool, SERVICE_USER, QUEUE, WAIT)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.log_text()))
+        .unwrap();
+    assert!(
+        state[&uid].contains("\\Answered") && state[&uid].contains("\\Flagged"),
+        "{state:?}"
+    );
+    // The server did push the change, and the relay kept it from Flagpost.
+    assert!(
+        relay.dropped.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the relay dropped no FETCH: the test proved nothing"
+    );
+    assert!(serve.stop().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn flag_changes_a_server_does_not_push_during_idle_are_mirrored() {
+    unpushed_flag_changes_are_mirrored(None).await;
+}
+
+#[tokio::test]
+async fn flag_changes_a_server_without_condstore_does_not_push_are_mirrored() {
+    let caps: Vec<String> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
+        .iter()
+        .filter(|c| **c != "CONDSTORE" && **c != "QRESYNC")
+        .map(|c| c.to_string())
+        .collect();
+    unpushed_flag_changes_are_mirrored(Some(caps)).await;
+}
+
 #[tokio::test]
 async fn a_silent_dead_link_is_noticed_and_reconnected() {
     let dovecot = support_fixture().await.unwrap();
