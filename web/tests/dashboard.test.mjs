@@ -87,6 +87,52 @@ describe('dashboard', { skip: SKIP }, () => {
     if (api.messages[0]) assert.ok(rows[0].subject.includes(api.messages[0].subject ?? ''), 'first row is the oldest pending message');
   });
 
+  test('on a phone-sized screen each message is a two-line card with sender, time and subject, and j keeps the selection in view', async () => {
+    const page = await open({ width: 390, height: 844 });
+    await login(page, 'agent');
+    await openFolder(page, folder.f.imap_name);
+    const cards = await page.evaluate(() =>
+      [...document.querySelectorAll('#message-list [role="option"]')]
+        .sort((a, b) => Number(a.getAttribute('aria-posinset')) - Number(b.getAttribute('aria-posinset')))
+        .slice(0, 4)
+        .map((r) => {
+          const box = (sel) => {
+            const e = r.querySelector(sel);
+            const b = e?.getBoundingClientRect();
+            return b && { top: b.top, bottom: b.bottom, left: b.left, right: b.right, width: b.width };
+          };
+          const b = r.getBoundingClientRect();
+          return { top: b.top, height: b.height, from: box('.c-from'), subject: box('.c-subject'), time: box('.c-time'), width: innerWidth };
+        }),
+    );
+    assert.ok(cards.length >= 2, 'rows are shown');
+    for (const [i, c] of cards.entries()) {
+      assert.ok(c.height >= 60, `row ${i} is a two-line card (height ${c.height})`);
+      for (const part of ['from', 'subject', 'time']) {
+        assert.ok(c[part] && c[part].width > 0 && c[part].right <= c.width + 0.5, `row ${i}: ${part} visible within the screen ${JSON.stringify(c[part])}`);
+      }
+      assert.ok(c.subject.top >= c.from.bottom - 1, `row ${i}: the subject is on the line under the sender`);
+      assert.ok(c.subject.width > c.width * 0.6, `row ${i}: the subject gets most of the width (${c.subject.width} px)`);
+      if (i > 0) assert.ok(c.top >= cards[i - 1].top + cards[i - 1].height - 0.5, `row ${i} does not overlap the row above`);
+    }
+    const count = await page.locator('#message-list [role="option"]').count();
+    const presses = Math.min(count, 8);
+    for (let i = 0; i < presses; i++) await page.keyboard.press('j');
+    const inView = await waitFor(
+      () =>
+        page.evaluate((n) => {
+          const row = document.querySelector('#message-list [aria-selected="true"]');
+          if (!row || Number(row.getAttribute('aria-posinset')) !== n) return null;
+          const l = document.getElementById('message-list').getBoundingClientRect();
+          const r = row.getBoundingClientRect();
+          return r.top >= l.top - 0.5 && r.bottom <= l.bottom + 0.5 ? { l: [l.top, l.bottom], r: [r.top, r.bottom] } : null;
+        }, presses),
+      5000,
+      `row ${presses} selected and wholly in view after ${presses} presses of j`,
+    );
+    assert.ok(inView);
+  });
+
   test('another IMAP client flags one message and answers another: rows and counts follow within 3 s, without reload', async () => {
     const page = await open();
     await login(page, 'agent');

@@ -5,6 +5,7 @@
  * inserted or removed above the view, the scroll position follows the row at the top, so live
  * changes never move what the user is reading.
  */
+import { signal } from '@preact/signals';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import type { Message } from '../api/types';
 import { folderById } from '../state/app';
@@ -13,7 +14,16 @@ import { setView, view } from '../state/view';
 import { ageBand, formatDuration, formatDurationLong, formatFull, formatShort, now } from '../lib/time';
 
 export const ROW_HEIGHT = 44;
+/** On narrow screens (styles.css: max-width 760px) each row is a two-line card. */
+export const ROW_HEIGHT_COMPACT = 64;
 const OVERSCAN = 8;
+
+const compact = typeof matchMedia === 'function' ? matchMedia('(max-width: 760px)') : null;
+/** The height of a row now; follows the viewport across the breakpoint. */
+const rowHeight = signal(compact?.matches ? ROW_HEIGHT_COMPACT : ROW_HEIGHT);
+compact?.addEventListener('change', (e) => {
+  rowHeight.value = e.matches ? ROW_HEIGHT_COMPACT : ROW_HEIGHT;
+});
 
 let listEl: HTMLDivElement | null = null;
 
@@ -21,9 +31,10 @@ let listEl: HTMLDivElement | null = null;
 export function scrollToIndex(i: number, top = false): void {
   const el = listEl;
   if (!el || i < 0) return;
-  const y = i * ROW_HEIGHT;
+  const h = rowHeight.value;
+  const y = i * h;
   if (top || y < el.scrollTop) el.scrollTop = y;
-  else if (y + ROW_HEIGHT > el.scrollTop + el.clientHeight) el.scrollTop = y + ROW_HEIGHT - el.clientHeight;
+  else if (y + h > el.scrollTop + el.clientHeight) el.scrollTop = y + h - el.clientHeight;
 }
 
 export function focusList(): void {
@@ -78,7 +89,7 @@ function Row({
       role="option"
       id={`msg-${m.id}`}
       class={`row${selected ? ' selected' : ''}${m.seen ? '' : ' unseen'}${isNew ? ' is-new' : ''} st-${m.status}`}
-      style={{ transform: `translateY(${index * ROW_HEIGHT}px)` }}
+      style={{ transform: `translateY(${index * rowHeight.value}px)` }}
       aria-selected={selected}
       aria-posinset={index + 1}
       aria-setsize={setsize}
@@ -134,6 +145,7 @@ export function MessageList({ label }: { label: string }) {
   const t = now.value;
   const fresh = newIds.value;
   const more = hasMore.value;
+  const rh = rowHeight.value;
 
   useEffect(() => {
     listEl = ref.current;
@@ -164,7 +176,7 @@ export function MessageList({ label }: { label: string }) {
     let i = -1;
     for (let k = 0; k < list.length; k++) if (list[k].id === a.id) { i = k; break; }
     if (i < 0) return;
-    const want = i * ROW_HEIGHT + a.offset;
+    const want = i * rh + a.offset;
     if (Math.abs(el.scrollTop - want) >= 1) {
       el.scrollTop = want;
       setScrollTop(el.scrollTop);
@@ -175,13 +187,13 @@ export function MessageList({ label }: { label: string }) {
     const el = ref.current!;
     const st = el.scrollTop;
     setScrollTop(st);
-    const i = Math.floor(st / ROW_HEIGHT);
-    anchor.current = st > 0 && list[i] ? { id: list[i].id, offset: st - i * ROW_HEIGHT } : null;
+    const i = Math.floor(st / rh);
+    anchor.current = st > 0 && list[i] ? { id: list[i].id, offset: st - i * rh } : null;
   }
 
   const count = list.length;
-  const start = Math.max(0, Math.floor(scrollTop / ROW_HEIGHT) - OVERSCAN);
-  const end = Math.min(count, Math.ceil((scrollTop + height) / ROW_HEIGHT) + OVERSCAN);
+  const start = Math.max(0, Math.floor(scrollTop / rh) - OVERSCAN);
+  const end = Math.min(count, Math.ceil((scrollTop + height) / rh) + OVERSCAN);
 
   useEffect(() => {
     if (more && end >= count - 60) void loadMore();
@@ -196,7 +208,7 @@ export function MessageList({ label }: { label: string }) {
   }
   const selIndex = selected ? list.findIndex((m) => m.id === selected) : -1;
   const activeRendered = selIndex >= start && selIndex < end;
-  const totalHeight = (count + (more ? 1 : 0)) * ROW_HEIGHT;
+  const totalHeight = (count + (more ? 1 : 0)) * rh;
 
   let empty: preact.ComponentChildren = null;
   if (listLoading.value && count === 0) empty = <p class="empty">Loading messages…</p>;
