@@ -1066,6 +1066,24 @@ async fn serve_with_a_closed_log_pipe_keeps_mirroring_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Listens on a free loopback port and hands each accepted connection, with a new connection
+/// to `upstream` on 127.0.0.1, to `carry` (a relay's own logic); returns the port.
+async fn relay(
+    upstream: u16,
+    carry: impl Fn(tokio::net::TcpStream, tokio::net::TcpStream) + Send + 'static,
+) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            if let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await {
+                carry(client, server);
+            }
+        }
+    });
+    port
+}
+
 /// A TCP relay that can silence the connections it carries without closing them: a link that
 /// went dead somewhere on the way (no FIN, no RST, no data), the case IDLE alone never notices.
 struct SilencingRelay {
@@ -1076,40 +1094,32 @@ struct SilencingRelay {
 impl SilencingRelay {
     async fn start(upstream: u16) -> SilencingRelay {
         use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let epoch = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let e = epoch.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                else {
-                    continue;
-                };
-                let born = e.load(Ordering::SeqCst);
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                for (mut r, mut w) in [(cr, sw), (sr, cw)] {
-                    let e = e.clone();
-                    tokio::spawn(async move {
-                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                        let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            let n = match r.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => n,
-                            };
-                            // Once silenced, this connection's bytes go nowhere.
-                            if e.load(Ordering::SeqCst) == born
-                                && w.write_all(&buf[..n]).await.is_err()
-                            {
-                                break;
-                            }
+        let port = relay(upstream, move |client, server| {
+            let born = e.load(Ordering::SeqCst);
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            for (mut r, mut w) in [(cr, sw), (sr, cw)] {
+                let e = e.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match r.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        // Once silenced, this connection's bytes go nowhere.
+                        if e.load(Ordering::SeqCst) == born && w.write_all(&buf[..n]).await.is_err()
+                        {
+                            break;
                         }
-                    });
-                }
+                    }
+                });
             }
-        });
+        })
+        .await;
         SilencingRelay { port, epoch }
     }
 
@@ -1134,85 +1144,78 @@ impl QuietFlagsRelay {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let dropped = Arc::new(AtomicUsize::new(0));
         let counter = dropped.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                else {
-                    continue;
-                };
-                let idle = Arc::new(AtomicBool::new(false));
-                let (cr, mut cw) = client.into_split();
-                let (sr, mut sw) = server.into_split();
-                // Client to server, line by line, noting when IDLE starts and ends.
-                let in_idle = idle.clone();
-                tokio::spawn(async move {
-                    let mut r = BufReader::new(cr);
-                    let mut line = Vec::new();
+        let port = relay(upstream, move |client, server| {
+            let idle = Arc::new(AtomicBool::new(false));
+            let (cr, mut cw) = client.into_split();
+            let (sr, mut sw) = server.into_split();
+            // Client to server, line by line, noting when IDLE starts and ends.
+            let in_idle = idle.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(cr);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match r.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let text = String::from_utf8_lossy(&line).trim().to_ascii_uppercase();
+                    if text == "DONE" {
+                        in_idle.store(false, Ordering::SeqCst);
+                    } else if text.ends_with(" IDLE") {
+                        in_idle.store(true, Ordering::SeqCst);
+                    }
+                    if sw.write_all(&line).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            // Server to client, one whole response (literals included) at a time.
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(sr);
+                loop {
+                    let mut response = Vec::new();
                     loop {
-                        line.clear();
-                        match r.read_until(b'\n', &mut line).await {
-                            Ok(0) | Err(_) => break,
+                        let start = response.len();
+                        match r.read_until(b'\n', &mut response).await {
+                            Ok(0) | Err(_) => return,
                             Ok(_) => {}
                         }
-                        let text = String::from_utf8_lossy(&line).trim().to_ascii_uppercase();
-                        if text == "DONE" {
-                            in_idle.store(false, Ordering::SeqCst);
-                        } else if text.ends_with(" IDLE") {
-                            in_idle.store(true, Ordering::SeqCst);
-                        }
-                        if sw.write_all(&line).await.is_err() {
+                        // A line ending in `{n}` is followed by n bytes of literal.
+                        let line = String::from_utf8_lossy(&response[start..]).into_owned();
+                        let Some(n) = line
+                            .trim_end()
+                            .strip_suffix('}')
+                            .and_then(|l| l.rsplit_once('{'))
+                            .and_then(|(_, n)| n.trim_end_matches('+').parse::<usize>().ok())
+                        else {
                             break;
-                        }
-                    }
-                });
-                // Server to client, one whole response (literals included) at a time.
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let mut r = BufReader::new(sr);
-                    loop {
-                        let mut response = Vec::new();
-                        loop {
-                            let start = response.len();
-                            match r.read_until(b'\n', &mut response).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(_) => {}
-                            }
-                            // A line ending in `{n}` is followed by n bytes of literal.
-                            let line = String::from_utf8_lossy(&response[start..]).into_owned();
-                            let Some(n) = line
-                                .trim_end()
-                                .strip_suffix('}')
-                                .and_then(|l| l.rsplit_once('{'))
-                                .and_then(|(_, n)| n.trim_end_matches('+').parse::<usize>().ok())
-                            else {
-                                break;
-                            };
-                            let mut literal = vec![0u8; n];
-                            if r.read_exact(&mut literal).await.is_err() {
-                                return;
-                            }
-                            response.extend_from_slice(&literal);
-                        }
-                        let untagged_fetch = response.starts_with(b"* ")
-                            && String::from_utf8_lossy(&response)
-                                .split_whitespace()
-                                .nth(2)
-                                .is_some_and(|w| w.eq_ignore_ascii_case("FETCH"));
-                        if untagged_fetch && idle.load(Ordering::SeqCst) {
-                            counter.fetch_add(1, Ordering::SeqCst);
-                            continue;
-                        }
-                        if cw.write_all(&response).await.is_err() {
+                        };
+                        let mut literal = vec![0u8; n];
+                        if r.read_exact(&mut literal).await.is_err() {
                             return;
                         }
+                        response.extend_from_slice(&literal);
                     }
-                });
-            }
-        });
+                    let untagged_fetch = response.starts_with(b"* ")
+                        && String::from_utf8_lossy(&response)
+                            .split_whitespace()
+                            .nth(2)
+                            .is_some_and(|w| w.eq_ignore_ascii_case("FETCH"));
+                    if untagged_fetch && idle.load(Ordering::SeqCst) {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
+                    if cw.write_all(&response).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        })
+        .await;
         QuietFlagsRelay { port, dropped }
     }
 }
