@@ -39,6 +39,16 @@ pub struct Dovecot {
     server: Option<Supervised>,
 }
 
+/// [`DEFAULT_CAPABILITIES`] without those `hide` picks: the reduced list for
+/// [`DovecotOptions::capabilities`] (a server without CONDSTORE, IDLE, ACL …).
+pub fn capabilities_without(hide: impl Fn(&str) -> bool) -> Vec<String> {
+    DEFAULT_CAPABILITIES
+        .iter()
+        .filter(|c| !hide(c))
+        .map(|c| (*c).to_owned())
+        .collect()
+}
+
 /// The capabilities Dovecot 2.3 offers after login with this fixture's config, for building a
 /// reduced list in [`DovecotOptions::capabilities`].
 pub const DEFAULT_CAPABILITIES: &[&str] = &[

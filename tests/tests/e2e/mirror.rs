@@ -7,6 +7,7 @@ use std::time::Duration;
 use flagpost_e2e::{
     SERVICE_USER, flagpost_env, message, mirror_state, support_fixture, wait_mirror_equal,
 };
+use flagpost_harness::dovecot::capabilities_without;
 use flagpost_harness::{Dovecot, DovecotOptions, ImapFixture, TestDatabase};
 use flagpost_store::PgPool;
 
@@ -527,9 +528,9 @@ async fn acls_are_mirrored_and_followed() {
     assert!(serve.stop().await.unwrap().success());
 }
 
-async fn fallback_mirror(capabilities: Vec<&str>) {
+async fn fallback_mirror(capabilities: Vec<String>) {
     let dovecot = Dovecot::start_with(DovecotOptions {
-        capabilities: Some(capabilities.into_iter().map(str::to_owned).collect()),
+        capabilities: Some(capabilities),
         ..DovecotOptions::default()
     })
     .await
@@ -585,31 +586,19 @@ async fn fallback_mirror(capabilities: Vec<&str>) {
 
 #[tokio::test]
 async fn a_server_without_condstore_is_mirrored_exactly() {
-    let caps: Vec<&str> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
-        .iter()
-        .copied()
-        .filter(|c| *c != "CONDSTORE" && *c != "QRESYNC")
-        .collect();
+    let caps = capabilities_without(|c| matches!(c, "CONDSTORE" | "QRESYNC"));
     fallback_mirror(caps).await;
 }
 
 #[tokio::test]
 async fn a_server_with_condstore_but_without_qresync_finds_expunges_by_uid_sets() {
-    let caps: Vec<&str> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
-        .iter()
-        .copied()
-        .filter(|c| *c != "QRESYNC")
-        .collect();
+    let caps = capabilities_without(|c| c == "QRESYNC");
     fallback_mirror(caps).await;
 }
 
 #[tokio::test]
 async fn a_server_without_idle_is_mirrored_exactly_by_polling() {
-    let caps: Vec<&str> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
-        .iter()
-        .copied()
-        .filter(|c| *c != "IDLE")
-        .collect();
+    let caps = capabilities_without(|c| c == "IDLE");
     fallback_mirror(caps).await;
 }
 
@@ -620,11 +609,7 @@ async fn a_server_without_idle_is_mirrored_exactly_by_polling() {
 /// shared poller leaves each folder with CLOSE before its next STATUS.
 #[tokio::test]
 async fn a_server_without_idle_keeps_to_the_connection_budget() {
-    let caps: Vec<String> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
-        .iter()
-        .filter(|c| **c != "IDLE" && **c != "UNSELECT")
-        .map(|c| c.to_string())
-        .collect();
+    let caps = capabilities_without(|c| matches!(c, "IDLE" | "UNSELECT"));
     let dovecot = Dovecot::start_with(DovecotOptions {
         capabilities: Some(caps),
         ..DovecotOptions::default()
@@ -1283,11 +1268,7 @@ async fn flag_changes_a_server_does_not_push_during_idle_are_mirrored() {
 
 #[tokio::test]
 async fn flag_changes_a_server_without_condstore_does_not_push_are_mirrored() {
-    let caps: Vec<String> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
-        .iter()
-        .filter(|c| **c != "CONDSTORE" && **c != "QRESYNC")
-        .map(|c| c.to_string())
-        .collect();
+    let caps = capabilities_without(|c| matches!(c, "CONDSTORE" | "QRESYNC"));
     unpushed_flag_changes_are_mirrored(Some(caps)).await;
 }
 
@@ -1477,11 +1458,7 @@ async fn a_dot_separated_layout_under_a_prefix_with_a_space_is_mirrored() {
 /// staff see no folder while a service admin sees every one.
 #[tokio::test]
 async fn a_server_without_acl_is_mirrored_and_only_admins_see_its_folders() {
-    let caps: Vec<String> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
-        .iter()
-        .filter(|c| **c != "ACL" && !c.starts_with("RIGHTS="))
-        .map(|c| c.to_string())
-        .collect();
+    let caps = capabilities_without(|c| c == "ACL" || c.starts_with("RIGHTS="));
     let dovecot = Dovecot::start_with(DovecotOptions {
         capabilities: Some(caps),
         ..DovecotOptions::default()

@@ -421,11 +421,8 @@ async fn expected_flags_precondition_conflicts_on_other_flags() {
 
 #[tokio::test]
 async fn without_condstore_flags_preconditions_still_work() {
-    let caps: Vec<String> = flagpost_harness::dovecot::DEFAULT_CAPABILITIES
-        .iter()
-        .filter(|c| !matches!(**c, "CONDSTORE" | "QRESYNC"))
-        .map(|c| (*c).to_owned())
-        .collect();
+    let caps =
+        flagpost_harness::dovecot::capabilities_without(|c| matches!(c, "CONDSTORE" | "QRESYNC"));
     let dovecot = Dovecot::start_with(DovecotOptions {
         capabilities: Some(caps),
         ..DovecotOptions::default()
